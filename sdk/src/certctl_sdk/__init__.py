@@ -1,0 +1,108 @@
+"""certctl-sdk: the public API plugins are written against."""
+
+from certctl_sdk.auth import AuthProvider, AuthRequest, Principal
+from certctl_sdk.config import (
+    MASK,
+    ConnectorConfig,
+    Secret,
+    config_schema,
+    decode_config,
+    encode_config,
+    reveal,
+)
+from certctl_sdk.connector import (
+    CheckResult,
+    Connector,
+    ConnectorContext,
+    SecretResolver,
+    StateStore,
+)
+from certctl_sdk.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectorError,
+    DeploymentError,
+    RejectedError,
+    TransientError,
+    UnsupportedOperation,
+)
+from certctl_sdk.events import EventType, LifecycleEvent
+from certctl_sdk.hookspecs import PROJECT_NAME, hookimpl, hookspec
+from certctl_sdk.issuer import (
+    CrlEntry,
+    CrlRequest,
+    IssuedCertificate,
+    Issuer,
+    IssuerCapability,
+    IssueRequest,
+    IssueResult,
+    PendingIssuance,
+    RenewalWindow,
+    RevokeRequest,
+)
+from certctl_sdk.models import (
+    CertificateBundle,
+    ExtendedKeyUsage,
+    KeyType,
+    RevocationReason,
+    SubjectAltNames,
+)
+from certctl_sdk.notifier import Notification, Notifier, Severity
+from certctl_sdk.scanner import DiscoveredCertificate, Scanner
+from certctl_sdk.target import DeployRequest, DeployResult, Target, TargetCapability
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MASK",
+    "PROJECT_NAME",
+    "AuthProvider",
+    "AuthRequest",
+    "AuthenticationError",
+    "CertificateBundle",
+    "CheckResult",
+    "ConfigurationError",
+    "Connector",
+    "ConnectorConfig",
+    "ConnectorContext",
+    "ConnectorError",
+    "CrlEntry",
+    "CrlRequest",
+    "DeployRequest",
+    "DeployResult",
+    "DeploymentError",
+    "DiscoveredCertificate",
+    "EventType",
+    "ExtendedKeyUsage",
+    "IssueRequest",
+    "IssueResult",
+    "IssuedCertificate",
+    "Issuer",
+    "IssuerCapability",
+    "KeyType",
+    "LifecycleEvent",
+    "Notification",
+    "Notifier",
+    "PendingIssuance",
+    "Principal",
+    "RejectedError",
+    "RenewalWindow",
+    "RevocationReason",
+    "RevokeRequest",
+    "Scanner",
+    "Secret",
+    "SecretResolver",
+    "Severity",
+    "StateStore",
+    "SubjectAltNames",
+    "Target",
+    "TargetCapability",
+    "TransientError",
+    "UnsupportedOperation",
+    "config_schema",
+    "decode_config",
+    "encode_config",
+    "hookimpl",
+    "hookspec",
+    "reveal",
+]
