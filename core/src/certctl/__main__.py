@@ -1,0 +1,5 @@
+"""``python -m certctl``."""
+
+from certctl.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""The application factory: ``create_app(settings)`` builds a ready Litestar app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.middleware import DefineMiddleware
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+
+from certctl import __version__
+from certctl.domain.audit.controller import AuditController
+from certctl.domain.auth.controller import AuthController
+from certctl.domain.auth.guards import authorize
+from certctl.domain.certificates.controller import CertificateController
+from certctl.domain.connectors.controller import connector_controllers
+from certctl.domain.jobs.controller import JobController
+from certctl.domain.profiles.controller import ProfileController
+from certctl.domain.system.controller import SystemController
+from certctl.lib.audit_middleware import AuditFailuresMiddleware
+from certctl.lib.deps import DEPENDENCIES
+from certctl.lib.problem import exception_handlers
+from certctl.plugins.manager import PluginHost
+from certctl.runtime import Runtime
+from certctl.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    host: PluginHost | None = None,
+    background: bool = True,
+) -> Litestar:
+    """Build the app. ``host`` injects a plugin host (tests); ``background`` runs the worker."""
+    settings = settings or Settings.from_env()
+    logging.getLogger("certctl").setLevel(settings.log_level.upper())
+    runtime = Runtime(settings, host)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await runtime.start(background=background)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = Litestar(
+        route_handlers=[
+            SystemController,
+            AuthController,
+            *connector_controllers(),
+            ProfileController,
+            CertificateController,
+            JobController,
+            AuditController,
+        ],
+        dependencies=DEPENDENCIES,
+        guards=[authorize],
+        exception_handlers=exception_handlers,
+        middleware=[DefineMiddleware(AuditFailuresMiddleware)],
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_size,
+        openapi_config=OpenAPIConfig(
+            title="certctl",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        debug=False,
+    )
+    app.state.runtime = runtime
+    return app

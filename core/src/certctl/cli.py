@@ -1,0 +1,164 @@
+"""The ``certctl`` command: serve, migrate, plugins."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+import msgspec
+
+from certctl import __version__
+from certctl.settings import Settings, SettingsError
+
+__all__ = ["main"]
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings.from_env(**overrides)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.version_option(__version__, prog_name="certctl")
+def main() -> None:
+    """certctl: issue, deploy, renew and revoke certificates from any CA to any server."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@main.command()
+@click.option("--host", help="Bind address (CERTCTL_SERVER_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (CERTCTL_SERVER_PORT, default 8443).")
+@click.option("--data-dir", help="Data directory (CERTCTL_DATA_DIR, default ./data).")
+@click.option(
+    "--database-url", help="Database URL (CERTCTL_DATABASE_URL, default SQLite in the data dir)."
+)
+@click.option(
+    "--demo", is_flag=True, help="Seed demo data (CERTCTL_DEMO_SEED=true) and print an admin key."
+)
+def serve(
+    host: str | None, port: int | None, data_dir: str | None, database_url: str | None, demo: bool
+) -> None:
+    """Run the HTTPS server, its worker and renewal scan."""
+    import uvicorn
+
+    from certctl.app import create_app
+    from certctl.tls import TLSBundleError, ensure_server_certificate
+
+    settings = _settings(
+        server_host=host,
+        server_port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        demo=True if demo else None,
+    )
+    try:
+        cert_path, key_path = ensure_server_certificate(settings)
+    except TLSBundleError as exc:
+        raise click.ClickException(f"refusing to start: {exc}") from None
+    app = create_app(settings)
+    if settings.demo:
+        from certctl.demo import seed_demo
+
+        runtime = app.state.runtime
+
+        async def seed() -> str:
+            await runtime.start(background=False)
+            try:
+                return await seed_demo(runtime)
+            finally:
+                await runtime.stop()
+
+        key = asyncio.run(seed())
+        app = create_app(settings)
+        click.echo("")
+        click.echo(f"  certctl demo is starting at {settings.effective_public_url}")
+        click.echo(f"  Trust this server certificate:  {cert_path.resolve()}")
+        click.echo(f"  Admin API key (shown once):      {key}")
+        click.echo(
+            f"  Try: curl --cacert {cert_path.resolve()} -H 'Authorization: Bearer {key}' {settings.effective_public_url}/api/v1/certificates"
+        )
+        click.echo("")
+    else:
+        click.echo(
+            f"certctl listening on {settings.effective_public_url} (certificate {cert_path})"
+        )
+    uvicorn.run(
+        app,
+        host=settings.server_host,
+        port=settings.server_port,
+        ssl_certfile=str(cert_path),
+        ssl_keyfile=str(key_path),
+        log_level=settings.log_level,
+        proxy_headers=False,
+    )
+
+
+@main.command()
+@click.option("--database-url", help="Database URL (CERTCTL_DATABASE_URL).")
+def migrate(database_url: str | None) -> None:
+    """Apply database migrations and exit (safe to run from several replicas at once)."""
+    from certctl.db.engine import create_engine
+    from certctl.db.migrate import migrate as run_migrations
+
+    settings = _settings(database_url=database_url, demo=True)
+
+    async def run() -> str:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            return await run_migrations(engine)
+        finally:
+            await engine.dispose()
+
+    click.echo(f"database at revision {asyncio.run(run())}")
+
+
+@main.group()
+def plugins() -> None:
+    """Inspect installed plugins."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_list(as_json: bool) -> None:
+    """Loaded plugins, the connectors each provides, and load failures."""
+    from certctl.domain.system.controller import plugins_report_for_host
+    from certctl.plugins.manager import load_plugins
+
+    settings = _settings(demo=True)
+    host = load_plugins(load=settings.load_plugins, disable=settings.disable_plugins)
+    report = plugins_report_for_host(host)
+    if as_json:
+        click.echo(json.dumps(msgspec.to_builtins(report), indent=2))
+        return
+    rows = [
+        (p.distribution, p.version, f"{c['family']}:{c['kind']}", c["class"])
+        for p in report.plugins
+        for c in p.connectors
+    ]
+    widths = [
+        max([len(h)] + [len(r[i]) for r in rows])
+        for i, h in enumerate(("DISTRIBUTION", "VERSION", "CONNECTOR", "CLASS"))
+    ]
+    click.echo(
+        "  ".join(
+            h.ljust(w)
+            for h, w in zip(("DISTRIBUTION", "VERSION", "CONNECTOR", "CLASS"), widths, strict=True)
+        )
+    )
+    for row in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    for failure in report.failures:
+        click.echo(
+            f"FAILED  {failure.distribution} {failure.version} ({failure.name}): {failure.error}",
+            err=True,
+        )
+    if report.failures:
+        sys.exit(1)

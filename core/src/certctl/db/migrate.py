@@ -1,0 +1,71 @@
+"""Apply Alembic migrations; concurrent migrators on PostgreSQL serialise on an advisory lock.
+
+Two replicas booting together both call :func:`migrate`; the second waits on the lock, then
+finds every revision already recorded in ``alembic_version`` and does nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = ["MIGRATION_LOCK_ID", "current_revision", "head_revision", "migrate"]
+
+MIGRATION_LOCK_ID = 7_283_164_759_461_502_341
+"""pg_advisory_lock key held while migrating."""
+
+_SCRIPT_LOCATION = str(Path(__file__).parent / "migrations")
+
+
+def _config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", _SCRIPT_LOCATION)
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest revision shipped with this version of certctl."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(_config(connection), "head")
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at, or None when it was never migrated."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)
+
+
+async def migrate(engine: AsyncEngine) -> str:
+    """Bring the schema to head and return the revision."""
+    async with engine.connect() as conn:
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_ID})
+            await conn.commit()
+        try:
+            await conn.run_sync(_upgrade)
+            await conn.commit()
+            revision = await conn.run_sync(_current)
+        finally:
+            if postgres:
+                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_ID})
+                await conn.commit()
+    assert revision is not None
+    return revision

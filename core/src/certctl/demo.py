@@ -1,0 +1,78 @@
+"""Demo data for ``certctl serve --demo``: a Local CA, a profile, a few certificates, a key."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from certctl.db.base import new_id, utcnow
+from certctl.db.models import ApiKey, ConnectorInstance
+from certctl.domain.auth.actor import Actor
+from certctl.domain.auth.keystore import generate_api_key, hash_api_key
+from certctl.domain.certificates.schemas import CertificateCreate
+from certctl.domain.certificates.service import create_certificate
+from certctl.domain.connectors.schemas import ConnectorCreate
+from certctl.domain.profiles.schemas import ProfileIn
+from certctl.domain.profiles.service import create_profile
+from certctl.runtime import Runtime
+
+__all__ = ["seed_demo"]
+
+DEMO_ISSUER = "Demo Local CA"
+DEMO_HOSTS = ("www.demo.internal", "api.demo.internal", "grafana.demo.internal")
+
+
+async def seed_demo(runtime: Runtime) -> str:
+    """Seed once (idempotent) and return a fresh admin API key for this run."""
+    actor = Actor(name="demo-seed", type="System", role="admin")
+    plaintext = generate_api_key()
+    async with runtime.sessions() as session:
+        session.add(
+            ApiKey(
+                id=new_id("ak"),
+                name="demo-admin",
+                key_hash=hash_api_key(plaintext),
+                admin=True,
+                created_by="demo-seed",
+                created_at=utcnow(),
+            )
+        )
+        existing = await session.scalar(
+            select(ConnectorInstance).where(
+                ConnectorInstance.family == "issuer", ConnectorInstance.name == DEMO_ISSUER
+            )
+        )
+        if existing is None and runtime.host.registry.kinds("issuer"):
+            issuer = await runtime.connectors.create(
+                session,
+                "issuer",
+                ConnectorCreate(
+                    name=DEMO_ISSUER, type="local", config={"common_name": "certctl Demo Root CA"}
+                ),
+            )
+            profile = await create_profile(
+                session,
+                ProfileIn(
+                    name="demo-web",
+                    description="Demo TLS servers",
+                    max_ttl_seconds=90 * 86400,
+                    allowed_san_patterns=["**.demo.internal"],
+                ),
+                actor,
+            )
+            for host in DEMO_HOSTS:
+                await create_certificate(
+                    session,
+                    CertificateCreate(
+                        common_name=host,
+                        issuer_id=issuer.id,
+                        profile_id=profile.id,
+                        validity_days=30,
+                        environment="demo",
+                    ),
+                    actor,
+                    default_validity_days=runtime.settings.default_validity_days,
+                    max_attempts=runtime.settings.job_max_attempts,
+                )
+        await session.commit()
+    await runtime.worker.drain()
+    return plaintext

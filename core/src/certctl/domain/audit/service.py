@@ -1,0 +1,111 @@
+"""Writing and reading the append-only audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from certctl.db.base import new_id, utcnow
+from certctl.db.models import AuditEvent
+from certctl.domain.auth.actor import Actor
+
+__all__ = ["AuditFilter", "list_events", "record"]
+
+
+def record(
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    *,
+    resource_type: str,
+    resource_id: str,
+    outcome: str = "success",
+    category: str = "config",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Add an audit row to ``session``: it commits (or rolls back) with the change it records."""
+    event = AuditEvent(
+        id=new_id("aud"),
+        timestamp=utcnow(),
+        actor=actor.name,
+        actor_type=actor.type,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        outcome=outcome,
+        category=category,
+        details=details or {},
+    )
+    session.add(event)
+    return event
+
+
+class AuditFilter:
+    """Filters of ``GET /api/v1/audit``."""
+
+    __slots__ = (
+        "action",
+        "actor",
+        "category",
+        "outcome",
+        "resource_id",
+        "resource_type",
+        "since",
+        "until",
+    )
+
+    def __init__(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        category: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> None:
+        self.actor = actor
+        self.action = action
+        self.resource_type = resource_type
+        self.resource_id = resource_id
+        self.category = category
+        self.outcome = outcome
+        self.since = since
+        self.until = until
+
+    def apply(self, query: Select[tuple[AuditEvent]]) -> Select[tuple[AuditEvent]]:
+        """Narrow ``query`` by every filter that is set."""
+        for column, value in (
+            (AuditEvent.actor, self.actor),
+            (AuditEvent.action, self.action),
+            (AuditEvent.resource_type, self.resource_type),
+            (AuditEvent.resource_id, self.resource_id),
+            (AuditEvent.category, self.category),
+            (AuditEvent.outcome, self.outcome),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if self.since is not None:
+            query = query.where(AuditEvent.timestamp >= self.since)
+        if self.until is not None:
+            query = query.where(AuditEvent.timestamp <= self.until)
+        return query
+
+
+async def list_events(
+    session: AsyncSession, filters: AuditFilter, *, offset: int, limit: int
+) -> tuple[list[AuditEvent], int]:
+    """Newest first, with the total matching count."""
+    query = filters.apply(select(AuditEvent))
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = await session.scalars(
+        query.order_by(AuditEvent.timestamp.desc(), AuditEvent.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(rows), int(total or 0)

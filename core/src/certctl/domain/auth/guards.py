@@ -1,0 +1,63 @@
+"""The single gate in front of every route: authenticate, then check the route's permission.
+
+A route declares either ``opt={"permission": "<name>"}`` or ``opt={"public": True}``; the
+public ones must also be listed in :data:`PUBLIC_ROUTES` (and in docs/security.md), which a
+test compares against the application's route table so no route is exempt by accident.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from certctl.domain.auth.actor import Actor
+from certctl.errors import Forbidden, Unauthorized
+
+__all__ = ["PUBLIC_ROUTES", "authorize", "current_actor"]
+
+PUBLIC_ROUTES: frozenset[str] = frozenset(
+    {
+        "/health",
+        "/ready",
+        "/api/v1/version",
+        "/api/v1/auth/bootstrap",
+        "/schema",
+    }
+)
+"""Paths answered without credentials (``/schema`` covers the OpenAPI document and its UIs)."""
+
+
+def current_actor(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:
+    """The actor the guard authenticated for this request."""
+    actor = connection.scope.get("certctl_actor")
+    if not isinstance(actor, Actor):
+        raise Unauthorized("authentication required")
+    return actor
+
+
+async def authorize(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Litestar guard: 401 without a valid key, 403 without the route's permission."""
+    opt = handler.opt
+    if opt.get("public") or opt.get("openapi_route"):
+        return
+    runtime = connection.app.state.runtime
+    if runtime.settings.auth_type == "none":
+        connection.scope["certctl_actor"] = Actor(name="demo", type="Anonymous", role="admin")  # type: ignore[typeddict-unknown-key]
+    else:
+        header = connection.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("missing bearer API key")
+        actor = await runtime.keys.authenticate(token.strip())
+        if actor is None:
+            raise Unauthorized("invalid or revoked API key")
+        connection.scope["certctl_actor"] = actor  # type: ignore[typeddict-unknown-key]
+    permission = opt.get("permission")
+    if permission is None:
+        return  # authenticated-only routes (e.g. /api/v1/auth/check)
+    if not current_actor(connection).can(permission):
+        raise Forbidden(f"this action needs the {permission!r} permission")

@@ -1,0 +1,190 @@
+"""The durable job queue: idempotent enqueue, claiming with leases, retry with back-off.
+
+Claiming differs by database: PostgreSQL uses ``FOR UPDATE SKIP LOCKED`` so replicas never
+wait on each other; SQLite (one process) claims with a conditional UPDATE. Either way a job
+whose worker died is claimable again once its lease expires, and a job's results are written
+in the same transaction that marks it completed *only if this worker still holds it*, so a
+reclaimed job can never record its work twice.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from certctl.db.base import new_id, utcnow
+from certctl.db.models import Job
+from certctl.errors import Conflict
+
+__all__ = [
+    "OPEN_STATUSES",
+    "backoff_delay",
+    "cancel",
+    "claim",
+    "enqueue",
+    "finish",
+    "release_for_retry",
+]
+
+OPEN_STATUSES = ("pending", "running")
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    type: str,
+    idempotency_key: str,
+    certificate_id: str | None,
+    requested_by: str,
+    max_attempts: int,
+    target_id: str | None = None,
+    version_id: str | None = None,
+    run_at: datetime | None = None,
+) -> Job:
+    """Add a job, or return the existing job with the same idempotency key."""
+    existing = await session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+    if existing is not None:
+        return existing
+    job = Job(
+        id=new_id("job"),
+        type=type,
+        status="pending",
+        certificate_id=certificate_id,
+        target_id=target_id,
+        version_id=version_id,
+        idempotency_key=idempotency_key,
+        attempts=0,
+        max_attempts=max_attempts,
+        next_run_at=run_at or utcnow(),
+        result={},
+        requested_by=requested_by,
+        created_at=utcnow(),
+    )
+    try:
+        async with session.begin_nested():
+            session.add(job)
+    except IntegrityError:
+        found = await session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+        if found is None:
+            raise
+        return found
+    return job
+
+
+def _claimable(now: datetime) -> Any:
+    return or_(
+        and_(Job.status == "pending", Job.next_run_at <= now),
+        and_(Job.status == "running", Job.lease_expires_at < now),
+    )
+
+
+async def claim(
+    session: AsyncSession, *, worker_id: str, limit: int, lease_seconds: int
+) -> list[Job]:
+    """Claim up to ``limit`` runnable jobs for ``worker_id`` and commit the claim."""
+    now = utcnow()
+    lease = now + timedelta(seconds=lease_seconds)
+    query = select(Job.id).where(_claimable(now)).order_by(Job.next_run_at).limit(limit)
+    if session.bind.dialect.name == "postgresql":
+        ids = list(await session.scalars(query.with_for_update(skip_locked=True)))
+        if ids:
+            await session.execute(
+                update(Job)
+                .where(Job.id.in_(ids))
+                .values(
+                    status="running",
+                    claimed_by=worker_id,
+                    lease_expires_at=lease,
+                    attempts=Job.attempts + 1,
+                    started_at=now,
+                )
+            )
+    else:
+        ids = []
+        for job_id in list(await session.scalars(query)):
+            result = await session.execute(
+                update(Job)
+                .where(Job.id == job_id, _claimable(now))
+                .values(
+                    status="running",
+                    claimed_by=worker_id,
+                    lease_expires_at=lease,
+                    attempts=Job.attempts + 1,
+                    started_at=now,
+                )
+            )
+            if result.rowcount:  # type: ignore[attr-defined]
+                ids.append(job_id)
+    await session.commit()
+    if not ids:
+        return []
+    return list(await session.scalars(select(Job).where(Job.id.in_(ids))))
+
+
+async def finish(
+    session: AsyncSession,
+    job: Job,
+    *,
+    worker_id: str,
+    status: str,
+    result: dict[str, Any],
+    error: str | None = None,
+) -> bool:
+    """Mark ``job`` done in the caller's transaction; False when this worker lost the lease."""
+    outcome = await session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.claimed_by == worker_id, Job.status == "running")
+        .values(
+            status=status,
+            result=result,
+            last_error=error,
+            completed_at=utcnow(),
+            lease_expires_at=None,
+        )
+    )
+    return bool(outcome.rowcount)  # type: ignore[attr-defined]
+
+
+def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -> float:
+    """Exponential back-off with full jitter, capped at an hour, never below ``retry_after``."""
+    ceiling = min(3600.0, base * (2 ** max(0, attempt - 1)))
+    delay = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+    return max(delay, retry_after or 0.0)
+
+
+async def release_for_retry(
+    session: AsyncSession, job: Job, *, worker_id: str, delay: float, error: str
+) -> bool:
+    """Put a claimed job back to pending after ``delay`` seconds."""
+    outcome = await session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.claimed_by == worker_id, Job.status == "running")
+        .values(
+            status="pending",
+            next_run_at=utcnow() + timedelta(seconds=delay),
+            last_error=error,
+            lease_expires_at=None,
+            claimed_by=None,
+        )
+    )
+    return bool(outcome.rowcount)  # type: ignore[attr-defined]
+
+
+async def cancel(session: AsyncSession, job: Job) -> Job:
+    """Cancel a job that has not started; running and finished jobs are a 409."""
+    if job.status != "pending":
+        raise Conflict(f"job {job.id} is {job.status}; only pending jobs can be cancelled")
+    outcome = await session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == "pending")
+        .values(status="cancelled", completed_at=utcnow())
+    )
+    if not outcome.rowcount:  # type: ignore[attr-defined]
+        raise Conflict(f"job {job.id} was claimed by a worker meanwhile")
+    await session.refresh(job)
+    return job

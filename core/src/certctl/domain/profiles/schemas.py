@@ -1,0 +1,67 @@
+"""Wire types of the certificate profile API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = ["KeyAlgorithmRule", "ProfileIn", "ProfileOut", "ProfileUpdate"]
+
+
+class KeyAlgorithmRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An allowed key algorithm and its minimum size (Ed25519 counts as 256)."""
+
+    algorithm: Literal["RSA", "ECDSA", "Ed25519"]
+    min_size: Annotated[int, msgspec.Meta(ge=0, le=16384)] = 0
+
+
+class ProfileIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Create a certificate profile."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    description: str = ""
+    allowed_key_algorithms: list[KeyAlgorithmRule] = msgspec.field(
+        default_factory=lambda: [
+            KeyAlgorithmRule(algorithm="ECDSA", min_size=256),
+            KeyAlgorithmRule(algorithm="RSA", min_size=2048),
+        ]
+    )
+    max_ttl_seconds: Annotated[int, msgspec.Meta(ge=0)] = 0
+    allowed_san_patterns: list[str] = msgspec.field(default_factory=list)
+    allowed_ekus: list[str] = msgspec.field(default_factory=lambda: ["serverAuth"])
+    must_staple: bool = False
+    renew_before_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
+    enabled: bool = True
+
+
+class ProfileUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Change a profile; omitted fields keep their values."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
+    description: str | None = None
+    allowed_key_algorithms: list[KeyAlgorithmRule] | None = None
+    max_ttl_seconds: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    allowed_san_patterns: list[str] | None = None
+    allowed_ekus: list[str] | None = None
+    must_staple: bool | None = None
+    renew_before_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
+    enabled: bool | None = None
+
+
+class ProfileOut(msgspec.Struct, kw_only=True):
+    """A certificate profile."""
+
+    id: str
+    name: str
+    description: str
+    allowed_key_algorithms: list[KeyAlgorithmRule]
+    max_ttl_seconds: int
+    allowed_san_patterns: list[str]
+    allowed_ekus: list[str]
+    must_staple: bool
+    renew_before_days: int | None
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,76 @@
+"""Records refused and failed mutating requests in the audit trail.
+
+Successful changes are audited by their handlers, in the same transaction as the change and
+with a domain action name. This middleware covers the rest: every POST/PUT/PATCH/DELETE that
+ended in 4xx or 5xx (including 401/403 from the guard) gets a row, so an attacker probing the
+API leaves a trace. The request body is never stored, only its SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from certctl.domain.audit.service import record
+from certctl.domain.auth.actor import Actor
+
+__all__ = ["AuditFailuresMiddleware"]
+
+_MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+_log = logging.getLogger("certctl.audit")
+
+
+class AuditFailuresMiddleware:
+    """ASGI middleware; wraps the whole app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in _MUTATING:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        digest = hashlib.sha256()
+
+        async def receive_wrapper() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                digest.update(message.get("body", b""))
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        finally:
+            if status >= 400:
+                await self._record(scope, status, digest.hexdigest())
+
+    async def _record(self, scope: Scope, status: int, body_sha256: str) -> None:
+        actor = scope.get("certctl_actor")
+        if not isinstance(actor, Actor):
+            client = scope.get("client")
+            actor = Actor(name=client[0] if client else "unknown", type="Anonymous", role="")
+        runtime: Any = scope["app"].state.runtime
+        try:
+            async with runtime.sessions.begin() as session:
+                record(
+                    session,
+                    actor,
+                    f"api.{str(scope['method']).lower()}",
+                    resource_type="api",
+                    resource_id=str(scope["path"])[:255],
+                    outcome="denied" if status in (401, 403) else "failure",
+                    category="auth" if status in (401, 403) else "config",
+                    details={"status": status, "body_sha256": body_sha256},
+                )
+        except Exception:  # noqa: BLE001 - never turn a 4xx into a crash because audit failed
+            _log.exception("could not audit a failed request")

@@ -1,0 +1,99 @@
+"""Everything one server process owns, built by ``create_app`` and kept on ``app.state``.
+
+Nothing here is global: tests build as many runtimes as they like, each with its own database,
+plugin host and worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from pathlib import Path
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from certctl import __version__
+from certctl.db.engine import create_engine, make_sessionmaker
+from certctl.db.migrate import migrate
+from certctl.domain.auth.keystore import ApiKeyStore
+from certctl.domain.connectors.service import ConnectorService
+from certctl.lib.encryption import SecretBox
+from certctl.plugins.manager import PluginHost, load_plugins
+from certctl.settings import Settings
+
+__all__ = ["Runtime", "demo_encryption_key"]
+
+_log = logging.getLogger("certctl")
+
+
+def demo_encryption_key(data_dir: str) -> str:
+    """Demo mode only: a random key kept in the data directory (0600), made on first start."""
+    path = Path(data_dir) / "demo-encryption.key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(key)
+    return key
+
+
+class Runtime:
+    """The process's resources and services."""
+
+    def __init__(self, settings: Settings, host: PluginHost | None = None) -> None:
+        from certctl.worker.runner import Worker
+
+        self.settings = settings
+        self.host = host or load_plugins(
+            load=settings.load_plugins,
+            disable=settings.disable_plugins,
+            trace=settings.trace_plugins,
+            logger=logging.getLogger("certctl.plugins"),
+        )
+        passphrase = settings.config_encryption_key or demo_encryption_key(settings.data_dir)
+        self.box = SecretBox(passphrase)
+        self.engine: AsyncEngine = create_engine(
+            settings.effective_database_url, pool_size=settings.database_pool_size
+        )
+        self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            headers={"User-Agent": f"certctl/{__version__}"},
+            follow_redirects=False,
+        )
+        self.keys = ApiKeyStore(settings.api_keys_named, self.sessions)
+        self.connectors = ConnectorService(self.host.registry, self.sessions, self.box, self.http)
+        self.worker = Worker(self)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, *, background: bool = True) -> None:
+        """Migrate the schema, then start the worker and the renewal scan."""
+        revision = await migrate(self.engine)
+        _log.info("database schema at revision %s", revision)
+        for failure in self.host.registry.failures:
+            _log.error(
+                "plugin %s (%s) not loaded: %s", failure.name, failure.distribution, failure.error
+            )
+        if background and self.settings.worker_enabled:
+            from certctl.worker.renewal import renewal_loop
+
+            self._tasks = [
+                asyncio.create_task(self.worker.run_forever(), name="certctl-worker"),
+                asyncio.create_task(renewal_loop(self), name="certctl-renewal"),
+            ]
+
+    async def stop(self) -> None:
+        """Stop background work and release every resource."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.connectors.aclose()
+        await self.http.aclose()
+        await self.engine.dispose()

@@ -1,0 +1,203 @@
+"""The in-process worker: claims jobs, runs them, retries or fails them by error class."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+
+from certctl.db.base import new_id, utcnow
+from certctl.db.models import Deployment, Job, ManagedCertificate
+from certctl.domain.audit.service import record
+from certctl.domain.auth.actor import SYSTEM
+from certctl.domain.certificates.lifecycle import JobLost, execute_deployment, execute_issuance
+from certctl.domain.events import publish
+from certctl.domain.jobs import service as jobs
+from certctl_sdk import ConnectorError, EventType, LifecycleEvent
+
+if TYPE_CHECKING:
+    from certctl.runtime import Runtime
+
+__all__ = ["Worker"]
+
+_log = logging.getLogger("certctl.worker")
+
+
+class Worker:
+    """Runs jobs until stopped; ``run_once`` drives it step by step in tests and benchmarks."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('w')}"
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look for work now instead of at the next poll (called after enqueueing)."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        """Claim and run jobs; sleep for the poll interval when there are none."""
+        while True:
+            try:
+                done = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+                _log.exception("worker iteration failed")
+                done = 0
+            if done == 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(
+                        self._wake.wait(), self.runtime.settings.worker_poll_interval
+                    )
+                except TimeoutError:
+                    pass
+
+    async def run_once(self) -> int:
+        """Claim one batch of runnable jobs and run them concurrently; return how many ran."""
+        settings = self.runtime.settings
+        async with self.runtime.sessions() as session:
+            claimed = await jobs.claim(
+                session,
+                worker_id=self.worker_id,
+                limit=settings.worker_concurrency,
+                lease_seconds=settings.job_lease_seconds,
+            )
+        if claimed:
+            await asyncio.gather(*(self._run(job) for job in claimed))
+        return len(claimed)
+
+    async def drain(self, max_rounds: int = 100) -> None:
+        """Run until no job is runnable right now (tests, demo seeding)."""
+        for _ in range(max_rounds):
+            if await self.run_once() == 0:
+                return
+
+    async def _run(self, job: Job) -> None:
+        try:
+            if job.type in ("issuance", "renewal"):
+                event = await execute_issuance(self.runtime, job, self.worker_id)
+            elif job.type == "deployment":
+                event = await execute_deployment(self.runtime, job, self.worker_id)
+            else:
+                raise ConnectorError(f"unknown job type {job.type!r}")
+        except JobLost:
+            _log.warning("job %s was reclaimed by another worker; results discarded", job.id)
+            return
+        except ConnectorError as exc:
+            await self._failed(
+                job,
+                exc.message,
+                retryable=exc.retryable,
+                retry_after=getattr(exc, "retry_after", None),
+                rolled_back=getattr(exc, "rolled_back", None),
+            )
+            return
+        except Exception as exc:  # noqa: BLE001 - a connector bug is retried a bounded number of times
+            _log.exception("job %s (%s) raised unexpectedly", job.id, job.type)
+            await self._failed(
+                job,
+                f"internal error: {type(exc).__name__}",
+                retryable=True,
+                retry_after=None,
+                rolled_back=None,
+            )
+            return
+        if event is not None:
+            await publish(self.runtime, event)
+
+    async def _failed(
+        self,
+        job: Job,
+        error: str,
+        *,
+        retryable: bool,
+        retry_after: float | None,
+        rolled_back: bool | None,
+    ) -> None:
+        settings = self.runtime.settings
+        will_retry = retryable and job.attempts < job.max_attempts
+        async with self.runtime.sessions() as session:
+            if will_retry:
+                delay = jobs.backoff_delay(
+                    job.attempts, settings.job_retry_base_seconds, retry_after
+                )
+                ok = await jobs.release_for_retry(
+                    session, job, worker_id=self.worker_id, delay=delay, error=error
+                )
+            else:
+                ok = await jobs.finish(
+                    session,
+                    job,
+                    worker_id=self.worker_id,
+                    status="failed",
+                    result={"retryable": retryable},
+                    error=error,
+                )
+            if not ok:
+                await session.rollback()
+                return
+            if job.type == "deployment" and job.certificate_id and job.target_id and job.version_id:
+                session.add(
+                    Deployment(
+                        id=new_id("dep"),
+                        certificate_id=job.certificate_id,
+                        target_id=job.target_id,
+                        version_id=job.version_id,
+                        job_id=None,
+                        status="failed",
+                        changed=False,
+                        message=error
+                        + ("" if rolled_back is None else f" (rolled back: {rolled_back})"),
+                        created_at=utcnow(),
+                    )
+                )
+            elif job.certificate_id:
+                values: dict[str, object] = {"last_error": error, "updated_at": utcnow()}
+                if not will_retry:
+                    cert = await session.get(ManagedCertificate, job.certificate_id)
+                    if cert is not None and cert.current_version_id is None:
+                        values["status"] = "failed"
+                await session.execute(
+                    update(ManagedCertificate)
+                    .where(ManagedCertificate.id == job.certificate_id)
+                    .values(**values)
+                )
+            record(
+                session,
+                SYSTEM,
+                f"job.{'retry' if will_retry else 'failed'}",
+                resource_type="job",
+                resource_id=job.id,
+                outcome="failure",
+                category="cert_lifecycle",
+                details={
+                    "type": job.type,
+                    "certificate_id": job.certificate_id,
+                    "target_id": job.target_id,
+                    "attempt": job.attempts,
+                    "error": error,
+                },
+            )
+            await session.commit()
+        if not will_retry:
+            event_type = (
+                EventType.DEPLOYMENT_FAILED
+                if job.type == "deployment"
+                else EventType.ISSUANCE_FAILED
+            )
+            await publish(
+                self.runtime,
+                LifecycleEvent(
+                    type=event_type,
+                    occurred_at=utcnow(),
+                    certificate_id=job.certificate_id,
+                    job_id=job.id,
+                    details={"error": error, "message": error},
+                ),
+            )
