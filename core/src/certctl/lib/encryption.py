@@ -209,7 +209,7 @@ class SecretBox:
     def _key_for_salt(self, salt: bytes) -> bytes:
         """Return the key for ``salt``, deriving it at most once while it stays in the LRU."""
         with self._lock:
-            key = None
+            key = self._cache.get(salt)
             if key is not None:
                 self._cache.move_to_end(salt)
                 return key

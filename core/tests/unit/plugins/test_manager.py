@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from certctl_sdk import EventType, LifecycleEvent, hookimpl
 
 import certctl
 from certctl.plugins import (
@@ -32,6 +31,7 @@ from certctl.plugins import (
     load_plugins,
     notify_event,
 )
+from certctl_sdk import EventType, LifecycleEvent, hookimpl
 
 LOGGER = "test.certctl.plugins"
 
@@ -280,7 +280,7 @@ def test_block_list_skips_and_keeps_blocked(site: FakeSite) -> None:
 
 def test_block_list_by_distribution_blocks_the_entry_point_name(site: FakeSite) -> None:
     site.install("certctl-issuer-odd", issuers_plugin("issuer('odd')"), entry_point="odd-name")
-    host = load_plugins(load=None, disable=["certctl_issuer_odd"])
+    host = load_plugins(load=["odd-name"], disable=["certctl_issuer_odd"])
     assert host.pm.is_blocked("odd-name")
     with pytest.raises(UnknownConnectorKind):
         host.registry.get("issuer", "odd")
@@ -343,6 +343,22 @@ def test_second_distribution_reusing_an_entry_point_name_is_a_failure(site: Fake
     assert {loaded, failure.distribution} == {"certctl-issuer-aaa", "certctl-issuer-bbb"}
     assert f"already used by {loaded}" in failure.error
     assert len(host.registry.kinds("issuer")) == 1
+
+
+def test_two_entry_points_naming_one_module_register_it_once(site: FakeSite) -> None:
+    module = site.install("certctl-issuer-twice", issuers_plugin("issuer('twice')"))
+    with (site.root / "certctl_issuer_twice-1.0.dist-info" / "entry_points.txt").open("a") as f:
+        f.write(f"certctl-issuer-twice-alias = {module}\n")
+    importlib.invalidate_caches()
+
+    host = load_plugins(load=["certctl-issuer-twice"])
+
+    [failure] = host.registry.failures
+    assert failure.name == "certctl-issuer-twice-alias"
+    assert failure.error == (
+        "ValueError: the same object is already registered as 'certctl-issuer-twice'"
+    )
+    assert host.registry.get("issuer", "twice").distribution == "certctl-issuer-twice"
 
 
 # --- extra (built-in) plugins, isolation, tracing ---------------------------------------------
@@ -523,7 +539,7 @@ async def test_notify_event_skips_wrappers(
         @hookimpl(wrapper=True)
         def track_event(self, event: LifecycleEvent) -> Iterator[None]:
             seen.append("wrapper")
-            return (yield)  # type: ignore[func-returns-value]
+            return (yield)
 
     class Plain:
         @hookimpl

@@ -9,6 +9,15 @@ from typing import Any
 import msgspec
 import pluggy
 import pytest
+
+from certctl.plugins.registry import (
+    ConnectorRegistry,
+    ConnectorSpec,
+    PluginInfo,
+    PluginLoadFailure,
+    Provenance,
+    UnknownConnectorKind,
+)
 from certctl_sdk import (
     ConnectorConfig,
     IssuedCertificate,
@@ -19,15 +28,6 @@ from certctl_sdk import (
     Target,
     hookimpl,
     hookspecs,
-)
-
-from certctl.plugins.registry import (
-    ConnectorRegistry,
-    ConnectorSpec,
-    PluginInfo,
-    PluginLoadFailure,
-    Provenance,
-    UnknownConnectorKind,
 )
 
 
@@ -113,8 +113,8 @@ class Harness:
 
 
 @pytest.fixture
-def harness() -> Iterator[Harness]:
-    yield Harness()
+def harness() -> Harness:
+    return Harness()
 
 
 def only_failure(registry: ConnectorRegistry) -> PluginLoadFailure:
@@ -302,7 +302,7 @@ def test_hook_wrapper_for_registration_is_refused(harness: Harness) -> None:
     class Wrapper:
         @hookimpl(wrapper=True)
         def register_issuers(self) -> Iterator[None]:
-            return (yield)  # type: ignore[func-returns-value]
+            return (yield)
 
     harness.add("wrapper", Wrapper())
     harness.add("fine", IssuerPlugin(make_issuer("fine")))
