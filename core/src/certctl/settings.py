@@ -56,6 +56,9 @@ def parse_named_api_keys(raw: str) -> tuple[NamedApiKey, ...]:
             raise SettingsError(f"{where}: name must match [A-Za-z0-9_-]{{1,64}}")
         if not key:
             raise SettingsError(f"{where} ({name}): empty key")
+        if any(c.isspace() for c in key):
+            # A bearer token cannot carry whitespace: such a key could never authenticate.
+            raise SettingsError(f"{where} ({name}): the key contains whitespace")
         if len(fields) == 3 and fields[2] != "admin":
             raise SettingsError(f"{where} ({name}): third field must be 'admin'")
         entry = NamedApiKey(name=name, key=key, admin=len(fields) == 3)

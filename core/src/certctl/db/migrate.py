@@ -65,6 +65,9 @@ async def migrate(engine: AsyncEngine) -> str:
             revision = await conn.run_sync(_current)
         finally:
             if postgres:
+                # After a failed upgrade the transaction is aborted and would refuse the unlock,
+                # hiding the real error and leaving the lock held by a pooled connection.
+                await conn.rollback()
                 await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_ID})
                 await conn.commit()
     assert revision is not None

@@ -9,6 +9,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from certctl.errors import CertctlError
+from certctl.lib.encryption import DecryptionError
 from certctl_sdk.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -77,6 +78,14 @@ def _pem_error(_: Request[Any, Any, Any], exc: PemError) -> Response[dict[str, A
     return problem_response(400, str(exc), title="Invalid PEM")
 
 
+def _decryption_error(_: Request[Any, Any, Any], exc: DecryptionError) -> Response[dict[str, Any]]:
+    _log.error("stored secret could not be decrypted: %s", exc)
+    return problem_response(
+        503,
+        "stored secrets cannot be decrypted with the configured CERTCTL_CONFIG_ENCRYPTION_KEY",
+    )
+
+
 def _validation_error(
     _: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, Any]]:
@@ -87,7 +96,9 @@ def _validation_error(
     return problem_response(400, detail, **extra)
 
 
-def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    if exc.status_code >= 500:
+        _log.error("%s %s failed: %r", request.method, request.url.path, exc, exc_info=exc)
     return problem_response(exc.status_code, exc.detail or _TITLES.get(exc.status_code, "Error"))
 
 
@@ -100,6 +111,7 @@ exception_handlers: dict[type[Exception] | int, Any] = {
     CertctlError: _certctl_error,
     ConnectorError: _connector_error,
     PemError: _pem_error,
+    DecryptionError: _decryption_error,
     ValidationException: _validation_error,
     HTTPException: _http_error,
     Exception: _internal_error,

@@ -171,7 +171,7 @@ def _load_entry_points(
     )
     for ep in entry_points:
         dist = ep.dist
-        origin = Provenance(dist.name, dist.version) if dist is not None else Provenance("", "")
+        origin = Provenance(dist.name, dist.version) if dist else Provenance("(unknown)", "")
         names = {_normalise(ep.name), _normalise(origin.distribution)}
         if allowed is not None and not names & allowed:
             log.debug("plugin %s is not in the allow-list", ep.name)
@@ -195,6 +195,10 @@ def _load_entry_points(
             plugin = ep.load()
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the server
             fail(ep.name, origin, f"{type(exc).__name__}: {exc}")
+            continue
+        if pm.is_registered(plugin):
+            other = pm.get_name(plugin)
+            fail(ep.name, origin, f"ValueError: the same object is already registered as {other!r}")
             continue
         try:
             pm.register(plugin, name=ep.name)

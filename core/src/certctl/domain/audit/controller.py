@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, get
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from certctl.db.models import AuditEvent
 from certctl.domain.audit.schemas import AuditEventOut
@@ -34,7 +35,7 @@ class AuditController(Controller):
         session: SessionDep,
         page: FromQuery[int] = 1,
         per_page: FromQuery[int] = 50,
-        actor: FromQuery[str | None] = None,
+        actor_name: Annotated[str | None, QueryParameter(name="actor")] = None,
         action: FromQuery[str | None] = None,
         resource_type: FromQuery[str | None] = None,
         resource_id: FromQuery[str | None] = None,
@@ -46,7 +47,7 @@ class AuditController(Controller):
         """Newest first, filtered."""
         offset, limit = page_window(page, per_page)
         filters = AuditFilter(
-            actor=actor,
+            actor=actor_name,
             action=action,
             resource_type=resource_type,
             resource_id=resource_id,

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from certctl.db.base import new_id, utcnow
 from certctl.db.models import AuditEvent
 from certctl.domain.auth.actor import Actor
+from certctl.errors import BadRequest
 
 __all__ = ["AuditFilter", "list_events", "record"]
 
@@ -41,6 +42,13 @@ def record(
     )
     session.add(event)
     return event
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    """Refuse a timestamp without an offset: it would be compared as UTC only by accident."""
+    if value is not None and value.tzinfo is None:
+        raise BadRequest(f"{name} must include a UTC offset, e.g. 2026-01-31T00:00:00Z")
+    return value
 
 
 class AuditFilter:
@@ -75,8 +83,8 @@ class AuditFilter:
         self.resource_id = resource_id
         self.category = category
         self.outcome = outcome
-        self.since = since
-        self.until = until
+        self.since = _aware("since", since)
+        self.until = _aware("until", until)
 
     def apply(self, query: Select[tuple[AuditEvent]]) -> Select[tuple[AuditEvent]]:
         """Narrow ``query`` by every filter that is set."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hmac
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, JSONBody
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -46,7 +46,7 @@ class KeyIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{3,64}$")]
     admin: bool = False
-    expires_at: FromQuery[datetime | None] = None
+    expires_at: datetime | None = None
 
 
 class KeyOut(msgspec.Struct, kw_only=True):
@@ -59,7 +59,7 @@ class KeyOut(msgspec.Struct, kw_only=True):
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
-    key: FromQuery[str | None] = None
+    key: str | None = None
 
 
 class WhoAmI(msgspec.Struct, kw_only=True):
@@ -71,7 +71,7 @@ class WhoAmI(msgspec.Struct, kw_only=True):
     permissions: list[str]
 
 
-def _key_out(row: ApiKey, plaintext: FromQuery[str | None] = None) -> KeyOut:
+def _key_out(row: ApiKey, plaintext: str | None = None) -> KeyOut:
     return KeyOut(
         id=row.id,
         name=row.name,
@@ -112,7 +112,7 @@ class AuthController(Controller):
         self,
         runtime: RuntimeDep,
         session: SessionDep,
-        request: Request[object, object, object],
+        request: Request[Any, Any, Any],
         data: JSONBody[BootstrapIn],
     ) -> KeyOut:
         """Exchange ``CERTCTL_BOOTSTRAP_TOKEN`` for the first admin key, exactly once."""
@@ -164,7 +164,7 @@ class AuthController(Controller):
         runtime.keys.forget()
         return _key_out(row, plaintext)
 
-    @get("/check", sync_to_thread=False)
+    @get("/check", opt={"authenticated": True}, sync_to_thread=False)
     def check(self, actor: ActorDep) -> WhoAmI:
         """Who the credentials belong to and what they may do."""
         return WhoAmI(
@@ -214,7 +214,7 @@ class AuthController(Controller):
     async def revoke_key(
         self, runtime: RuntimeDep, session: SessionDep, actor: ActorDep, key_id: FromPath[str]
     ) -> None:
-        """Revoke a key: refused at once here, and within 10 s (the lookup cache) on other replicas."""
+        """Revoke a key: refused at once here, within 10 s (the lookup cache) on other replicas."""
         row = await session.get(ApiKey, key_id)
         if row is None:
             raise NotFound(f"API key {key_id!r} not found")

@@ -1,8 +1,14 @@
 """The single gate in front of every route: authenticate, then check the route's permission.
 
-A route declares either ``opt={"permission": "<name>"}`` or ``opt={"public": True}``; the
+A route declares ``opt={"permission": "<name>"}``, ``opt={"public": True}`` or, for the few
+routes any valid key may call, ``opt={"authenticated": True}``. A route that declares none of
+them is refused (403) even to admins: forgetting the declaration must not open the route. The
 public ones must also be listed in :data:`PUBLIC_ROUTES` (and in docs/security.md), which a
 test compares against the application's route table so no route is exempt by accident.
+
+Two kinds of handler belong to Litestar rather than to certctl: the OpenAPI document and its
+UIs under ``/schema`` (public, like the reference's spec) and the automatic ``OPTIONS``
+handlers (any valid key).
 """
 
 from __future__ import annotations
@@ -29,6 +35,16 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
 """Paths answered without credentials (``/schema`` covers the OpenAPI document and its UIs)."""
 
 
+def _litestar_handler(handler: BaseRouteHandler) -> str | None:
+    """``"openapi"`` or ``"options"`` for the handlers Litestar adds itself, else None."""
+    module = getattr(handler.fn, "__module__", "") or ""
+    if module.startswith(("litestar._openapi", "litestar.openapi")):
+        return "openapi"
+    if module == "litestar.routes.http" and handler.handler_name == "options_handler":
+        return "options"
+    return None
+
+
 def current_actor(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:
     """The actor the guard authenticated for this request."""
     actor = connection.scope.get("certctl_actor")
@@ -42,7 +58,8 @@ async def authorize(
 ) -> None:
     """Litestar guard: 401 without a valid key, 403 without the route's permission."""
     opt = handler.opt
-    if opt.get("public") or opt.get("openapi_route"):
+    internal = _litestar_handler(handler)
+    if opt.get("public") or internal == "openapi":
         return
     runtime = connection.app.state.runtime
     if runtime.settings.auth_type == "none":
@@ -58,6 +75,8 @@ async def authorize(
         connection.scope["certctl_actor"] = actor  # type: ignore[typeddict-unknown-key]
     permission = opt.get("permission")
     if permission is None:
-        return  # authenticated-only routes (e.g. /api/v1/auth/check)
+        if opt.get("authenticated") or internal == "options":
+            return  # any valid key (e.g. /api/v1/auth/check)
+        raise Forbidden("this route declares no permission; it is closed until it does")
     if not current_actor(connection).can(permission):
         raise Forbidden(f"this action needs the {permission!r} permission")

@@ -10,6 +10,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -48,7 +49,7 @@ class ApiKeyStore:
             for k in env_keys
         }
         self._sessions = sessions
-        self._cache: dict[str, tuple[float, Actor | None]] = {}
+        self._cache: dict[str, tuple[float, Actor | None, datetime | None]] = {}
 
     @property
     def has_env_admin(self) -> bool:
@@ -68,14 +69,18 @@ class ApiKeyStore:
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
-            return cached[1]
+            _, actor, expires_at = cached
+            # A cached key still stops working the moment it expires.
+            return actor if expires_at is None or expires_at > utcnow() else None
         async with self._sessions() as session:
             row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
         actor = None
+        expires_at = None
         if row is not None and row.revoked_at is None:
-            if row.expires_at is None or row.expires_at > utcnow():
+            expires_at = row.expires_at
+            if expires_at is None or expires_at > utcnow():
                 actor = Actor(name=row.name, type="APIKey", role="admin" if row.admin else "viewer")
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
-        self._cache[digest] = (now + _CACHE_SECONDS, actor)
+        self._cache[digest] = (now + _CACHE_SECONDS, actor, expires_at)
         return actor

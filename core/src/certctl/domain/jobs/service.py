@@ -152,7 +152,9 @@ async def finish(
 
 def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -> float:
     """Exponential back-off with full jitter, capped at an hour, never below ``retry_after``."""
-    ceiling = min(3600.0, base * (2 ** max(0, attempt - 1)))
+    # The exponent is capped before it is computed: 2**n for a large attempt count would not
+    # fit a float (OverflowError) long after the hour cap has been reached anyway.
+    ceiling = min(3600.0, base * (2.0 ** min(max(0, attempt - 1), 64)))
     delay = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
     return max(delay, retry_after or 0.0)
 

@@ -11,13 +11,30 @@ from sqlalchemy.exc import IntegrityError
 from certctl.db.base import utcnow
 from certctl.db.models import CertificateProfile, ManagedCertificate
 from certctl.domain.audit.service import record
-from certctl.domain.profiles.schemas import ProfileIn, ProfileOut, ProfileUpdate
+from certctl.domain.profiles.schemas import KeyAlgorithmRule, ProfileIn, ProfileOut, ProfileUpdate
 from certctl.domain.profiles.service import create_profile, validate_profile_fields
 from certctl.errors import Conflict, NotFound
 from certctl.lib.deps import ActorDep, SessionDep
 from certctl.lib.pagination import Page, page_window
 
 __all__ = ["ProfileController"]
+
+
+def _out(row: CertificateProfile) -> ProfileOut:
+    return ProfileOut(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        allowed_key_algorithms=msgspec.convert(row.allowed_key_algorithms, list[KeyAlgorithmRule]),
+        max_ttl_seconds=row.max_ttl_seconds,
+        allowed_san_patterns=list(row.allowed_san_patterns),
+        allowed_ekus=list(row.allowed_ekus),
+        must_staple=row.must_staple,
+        renew_before_days=row.renew_before_days,
+        enabled=row.enabled,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
 class ProfileController(Controller):

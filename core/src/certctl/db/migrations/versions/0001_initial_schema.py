@@ -1,4 +1,4 @@
-"""Initial schema: connectors, profiles, certificates, versions, jobs, audit, API keys.
+"""Initial schema: connectors, profiles, certificates, versions, jobs, audit, API keys, flags.
 
 Revision ID: 0001
 Revises: 
@@ -28,6 +28,12 @@ def upgrade() -> None:
     sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash'))
+    )
+    op.create_table('system_flags',
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('value', sa.String(length=255), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_system_flags'))
     )
     op.create_table('audit_events',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -267,4 +273,5 @@ def downgrade() -> None:
         batch_op.drop_index('ix_audit_events_actor')
 
     op.drop_table('audit_events')
+    op.drop_table('system_flags')
     op.drop_table('api_keys')

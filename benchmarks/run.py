@@ -1,0 +1,320 @@
+"""certctl benchmarks: ``make bench`` (or ``uv run python benchmarks/run.py``).
+
+Prints, for SQLite and PostgreSQL:
+  * certificates issued and stored per second through the REST API with the Local CA (P-256),
+    beside the bare ceiling (``cryptography`` alone building and signing P-256 leaves);
+  * p50/p99 latency of ``GET /api/v1/certificates`` with 10,000 certificates stored;
+  * server start time (``certctl serve`` until ``/health`` answers over HTTPS) and app start
+    time (factory + migrations + plugin loading).
+
+Requests go through the ASGI interface in-process (httpx.ASGITransport), so the figures are
+the server's own cost without a network stack; the start-time figure uses a real process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import shutil
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+ADMIN = "bench-admin-key-0123456789"
+ENC_KEY = "bench-encryption-key-0123456789-abcdefghijkl"
+
+
+def bare_ceiling(seconds: float = 2.0) -> float:
+    """P-256 leaf certificates built and signed per second by cryptography alone."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
+    now = datetime.now(UTC)
+    count = 0
+    deadline = time.perf_counter() + seconds
+    start = time.perf_counter()
+    while time.perf_counter() < deadline:
+        (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"h{count}.example")]))
+            .issuer_name(name)
+            .public_key(leaf_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"h{count}.example")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def _postgres_admin_url() -> str | None:
+    url = os.environ.get("CERTCTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        import asyncpg
+    except ImportError:
+        return None
+
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(url, timeout=3)
+        except Exception:
+            return False
+        await conn.close()
+        return True
+
+    return url if asyncio.run(probe()) else None
+
+
+async def _pg(url: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _app(database_url: str, data_dir: Path, concurrency: int) -> tuple[Any, httpx.AsyncClient]:
+    from certctl.app import create_app
+    from certctl.settings import Settings, parse_named_api_keys
+
+    settings = Settings(
+        data_dir=str(data_dir),
+        database_url=database_url,
+        config_encryption_key=ENC_KEY,
+        api_keys_named=parse_named_api_keys(f"bench:{ADMIN}:admin"),
+        worker_concurrency=concurrency,
+        database_pool_size=20,
+    )
+    app = create_app(settings, background=False)
+    await app.state.runtime.start(background=False)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://bench.local")
+    return app, client
+
+
+async def issuance(database_url: str, data_dir: Path, count: int, concurrency: int) -> dict[str, float]:
+    """Certificates requested over the API, issued by the worker and stored, per second."""
+    app, client = await _app(database_url, data_dir, concurrency)
+    runtime = app.state.runtime
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    try:
+        r = await client.post("/api/v1/issuers", json={"name": "bench", "type": "local", "config": {}}, headers=headers)
+        r.raise_for_status()
+        issuer = r.json()["id"]
+        # warm the CA (generated and stored on first use)
+        r = await client.post("/api/v1/certificates", json={"common_name": "warm.bench.example", "issuer_id": issuer}, headers=headers)
+        r.raise_for_status()
+        await runtime.worker.drain()
+
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with sem:
+                resp = await client.post(
+                    "/api/v1/certificates",
+                    json={"common_name": f"h{i}.bench.example", "issuer_id": issuer, "validity_days": 30},
+                    headers=headers,
+                )
+                resp.raise_for_status()
+
+        start = time.perf_counter()
+        api_done = asyncio.gather(*(one(i) for i in range(count)))
+        worker_done = asyncio.create_task(_drain_until(runtime, count + 1))
+        await api_done
+        await worker_done
+        elapsed = time.perf_counter() - start
+        r = await client.get("/api/v1/certificates", params={"status": "active", "per_page": 1}, headers=headers)
+        active = r.json()["total"]
+        if active != count + 1:
+            raise RuntimeError(f"expected {count + 1} active certificates, found {active}")
+        return {"issued_per_s": count / elapsed, "seconds": elapsed}
+    finally:
+        await client.aclose()
+        await runtime.stop()
+
+
+async def _drain_until(runtime: Any, expected_active: int) -> None:
+    from sqlalchemy import func, select
+
+    from certctl.db.models import ManagedCertificate
+
+    while True:
+        ran = await runtime.worker.run_once()
+        if ran == 0:
+            async with runtime.sessions() as session:
+                active = await session.scalar(
+                    select(func.count()).select_from(ManagedCertificate).where(ManagedCertificate.status == "active")
+                )
+            if active >= expected_active:
+                return
+            await asyncio.sleep(0.005)
+
+
+async def list_latency(database_url: str, data_dir: Path, rows: int, requests: int) -> dict[str, float]:
+    """p50/p99 of GET /api/v1/certificates (first page of 50) with ``rows`` stored."""
+    from certctl.db.base import utcnow
+    from certctl.db.models import ConnectorInstance, ManagedCertificate
+
+    app, client = await _app(database_url, data_dir, 8)
+    runtime = app.state.runtime
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    try:
+        now = utcnow()
+        async with runtime.sessions() as session:
+            session.add(ConnectorInstance(id="iss-bench", family="issuer", name="bench", kind="local", config={}, enabled=True, created_at=now, updated_at=now))
+            await session.flush()
+            batch = []
+            for i in range(rows):
+                batch.append(
+                    {
+                        "id": f"mc-{i:08d}",
+                        "name": f"h{i}.bench.example",
+                        "common_name": f"h{i}.bench.example",
+                        "sans": [f"h{i}.bench.example"],
+                        "key_type": "ecdsa-p256",
+                        "ekus": ["serverAuth"],
+                        "validity_seconds": 30 * 86400,
+                        "issuer_id": "iss-bench",
+                        "environment": "bench",
+                        "tags": {},
+                        "status": "active",
+                        "serial_number": secrets.token_hex(16),
+                        "expires_at": now + timedelta(days=30 + i % 30),
+                        "source": "api",
+                        "created_at": now - timedelta(seconds=i),
+                        "updated_at": now,
+                    }
+                )
+            await session.execute(ManagedCertificate.__table__.insert(), batch)
+            await session.commit()
+        for _ in range(20):
+            (await client.get("/api/v1/certificates", headers=headers)).raise_for_status()
+        samples = []
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            r = await client.get("/api/v1/certificates", headers=headers)
+            samples.append((time.perf_counter() - t0) * 1000)
+            r.raise_for_status()
+        assert r.json()["total"] == rows
+        samples.sort()
+        return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1]}
+    finally:
+        await client.aclose()
+        await runtime.stop()
+
+
+async def app_start(database_url: str, data_dir: Path) -> float:
+    """Seconds from create_app to a migrated, ready runtime on an empty database."""
+    from certctl.app import create_app
+    from certctl.settings import Settings
+
+    t0 = time.perf_counter()
+    app = create_app(Settings(data_dir=str(data_dir), database_url=database_url, config_encryption_key=ENC_KEY), background=False)
+    await app.state.runtime.start(background=False)
+    elapsed = time.perf_counter() - t0
+    await app.state.runtime.stop()
+    return elapsed
+
+
+def process_start(data_dir: Path) -> float:
+    """Seconds from launching ``certctl serve`` to its first HTTPS /health answer."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, CERTCTL_DATA_DIR=str(data_dir), CERTCTL_SERVER_PORT=str(port), CERTCTL_CONFIG_ENCRYPTION_KEY=ENC_KEY)
+    # generate the TLS certificate first: first-start generation is not what we time
+    from certctl.settings import Settings
+    from certctl.tls import ensure_server_certificate
+
+    cert, _ = ensure_server_certificate(Settings.from_env(env))
+    ctx = ssl.create_default_context(cafile=str(cert))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "certctl", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                r = httpx.get(f"https://127.0.0.1:{port}/health", verify=ctx, timeout=1)
+                if r.status_code == 200:
+                    return time.perf_counter() - t0
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError("certctl serve exited during start")
+            time.sleep(0.02)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=2000, help="certificates to issue per backend")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+
+    ceiling = bare_ceiling()
+    print(f"bare ceiling: cryptography builds+signs {ceiling:,.0f} P-256 leaf certificates/s on one core")
+    backends: list[tuple[str, str | None]] = [("sqlite", None)]
+    pg_admin = _postgres_admin_url()
+    backends.append(("postgresql", pg_admin))
+    for name, admin in backends:
+        base = Path(tempfile.mkdtemp(prefix=f"certctl-bench-{name}-"))
+        dbs: list[str] = []
+
+        def url(tag: str, *, _name: str = name, _admin: str | None = admin, _base: Path = base) -> str:
+            if _name == "sqlite":
+                return f"sqlite+aiosqlite:///{_base / tag}.db"
+            assert _admin is not None
+            db = f"certctl_bench_{tag}_{secrets.token_hex(3)}"
+            asyncio.run(_pg(_admin, f'CREATE DATABASE "{db}"'))
+            dbs.append(db)
+            return "postgresql+asyncpg://" + _admin.split("://", 1)[1].rsplit("/", 1)[0] + "/" + db
+
+        if name == "postgresql" and admin is None:
+            print("postgresql: skipped (no server; set CERTCTL_TEST_POSTGRES_URL)")
+            continue
+        try:
+            start_s = asyncio.run(app_start(url("start"), base / "d0"))
+            issued = asyncio.run(issuance(url("issue"), base / "d1", args.count, args.concurrency))
+            latency = asyncio.run(list_latency(url("list"), base / "d2", args.rows, args.requests))
+            print(f"\n[{name}]")
+            print(f"  issuance via API (Local CA, P-256, {args.count} certs, {args.concurrency} in flight): "
+                  f"{issued['issued_per_s']:,.0f} certs/s  ({issued['issued_per_s'] / ceiling:.1%} of the bare ceiling)")
+            print(f"  GET /api/v1/certificates with {args.rows:,} stored: p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms")
+            print(f"  app start (factory + migrations + plugins, empty database): {start_s:.2f} s")
+        finally:
+            for db in dbs:
+                assert admin is not None
+                asyncio.run(_pg(admin, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+            shutil.rmtree(base, ignore_errors=True)
+    base = Path(tempfile.mkdtemp(prefix="certctl-bench-proc-"))
+    try:
+        print(f"\nserver process start (certctl serve → first HTTPS /health, SQLite): {process_start(base):.2f} s")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
