@@ -27,6 +27,14 @@ from certctl_sdk.errors import (
     UnsupportedOperation,
 )
 from certctl_sdk.events import EventType, LifecycleEvent
+from certctl_sdk.filedeploy import (
+    DeployOutcome,
+    DeployPlan,
+    FileTarget,
+    ManagedFile,
+    TlsCheck,
+    apply_plan,
+)
 from certctl_sdk.hookspecs import PROJECT_NAME, hookimpl, hookspec
 from certctl_sdk.issuer import (
     CrlEntry,
@@ -68,12 +76,15 @@ __all__ = [
     "ConnectorError",
     "CrlEntry",
     "CrlRequest",
+    "DeployOutcome",
+    "DeployPlan",
     "DeployRequest",
     "DeployResult",
     "DeploymentError",
     "DiscoveredCertificate",
     "EventType",
     "ExtendedKeyUsage",
+    "FileTarget",
     "IssueRequest",
     "IssueResult",
     "IssuedCertificate",
@@ -81,6 +92,7 @@ __all__ = [
     "IssuerCapability",
     "KeyType",
     "LifecycleEvent",
+    "ManagedFile",
     "Notification",
     "Notifier",
     "PendingIssuance",
@@ -97,8 +109,10 @@ __all__ = [
     "SubjectAltNames",
     "Target",
     "TargetCapability",
+    "TlsCheck",
     "TransientError",
     "UnsupportedOperation",
+    "apply_plan",
     "config_schema",
     "decode_config",
     "encode_config",

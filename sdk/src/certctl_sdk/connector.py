@@ -98,5 +98,5 @@ class Connector(abc.ABC, Generic[ConfigT]):
         """Verify the configuration against the real system without changing anything."""
         return CheckResult(ok=True, message="configuration is valid")
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook with a harmless default
+    async def aclose(self) -> None:
         """Release resources the instance opened itself (not ``context.http``)."""

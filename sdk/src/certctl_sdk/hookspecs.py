@@ -38,27 +38,27 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def register_issuers() -> Iterable[type[Issuer]]:  # type: ignore[empty-body]
+def register_issuers() -> Iterable[type[Issuer]]:  # type: ignore[empty-body,type-arg]
     """Return the issuer classes this plugin provides."""
 
 
 @hookspec
-def register_targets() -> Iterable[type[Target]]:  # type: ignore[empty-body]
+def register_targets() -> Iterable[type[Target]]:  # type: ignore[empty-body,type-arg]
     """Return the deployment target classes this plugin provides."""
 
 
 @hookspec
-def register_notifiers() -> Iterable[type[Notifier]]:  # type: ignore[empty-body]
+def register_notifiers() -> Iterable[type[Notifier]]:  # type: ignore[empty-body,type-arg]
     """Return the notifier classes this plugin provides."""
 
 
 @hookspec
-def register_auth_providers() -> Iterable[type[AuthProvider]]:  # type: ignore[empty-body]
+def register_auth_providers() -> Iterable[type[AuthProvider]]:  # type: ignore[empty-body,type-arg]
     """Return the authentication provider classes this plugin provides."""
 
 
 @hookspec
-def register_scanners() -> Iterable[type[Scanner]]:  # type: ignore[empty-body]
+def register_scanners() -> Iterable[type[Scanner]]:  # type: ignore[empty-body,type-arg]
     """Return the discovery scanner classes this plugin provides."""
 
 

@@ -75,7 +75,7 @@ class IssueRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class IssuedCertificate(CertificateBundle, frozen=True, kw_only=True):
-    """A signed certificate: ``chain_pem`` holds intermediates (and the root, if the CA sends it)."""
+    """A signed certificate; ``chain_pem`` holds intermediates (and the root if the CA sends it)."""
 
 
 class PendingIssuance(msgspec.Struct, frozen=True, kw_only=True):

@@ -201,8 +201,8 @@ async def create_certificate(
         updated_at=now,
     )
     session.add(cert)
-    await session.flush()
-    await _set_targets(session, cert.id, target_ids)
+    await session.flush()  # the mapping rows reference it; no ORM relationship orders them
+    session.add_all(CertificateTarget(certificate_id=cert.id, target_id=t) for t in target_ids)
     job = await jobs.enqueue(
         session,
         type="issuance",

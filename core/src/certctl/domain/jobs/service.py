@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from certctl.db.base import new_id, utcnow
@@ -34,10 +35,16 @@ __all__ = [
 OPEN_STATUSES = ("pending", "running")
 
 
+def _insert_ignoring_duplicates(dialect: str, values: dict[str, Any]) -> Any:
+    if dialect == "postgresql":
+        return pg_insert(Job).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    return sqlite_insert(Job).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
+
+
 async def enqueue(
     session: AsyncSession,
     *,
-    type: str,
+    type: str,  # noqa: A002 - the reference's field name
     idempotency_key: str,
     certificate_id: str | None,
     requested_by: str,
@@ -46,33 +53,31 @@ async def enqueue(
     version_id: str | None = None,
     run_at: datetime | None = None,
 ) -> Job:
-    """Add a job, or return the existing job with the same idempotency key."""
-    existing = await session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
-    if existing is not None:
-        return existing
-    job = Job(
-        id=new_id("job"),
-        type=type,
-        status="pending",
-        certificate_id=certificate_id,
-        target_id=target_id,
-        version_id=version_id,
-        idempotency_key=idempotency_key,
-        attempts=0,
-        max_attempts=max_attempts,
-        next_run_at=run_at or utcnow(),
-        result={},
-        requested_by=requested_by,
-        created_at=utcnow(),
-    )
-    try:
-        async with session.begin_nested():
-            session.add(job)
-    except IntegrityError:
-        found = await session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
-        if found is None:
-            raise
-        return found
+    """Add a job, or return the existing job with the same idempotency key.
+
+    One ``INSERT … ON CONFLICT DO NOTHING`` decides atomically, on both databases, whether this
+    call created the job; concurrent callers with one key all get the same row.
+    """
+    now = utcnow()
+    values: dict[str, Any] = {
+        "id": new_id("job"),
+        "type": type,
+        "status": "pending",
+        "certificate_id": certificate_id,
+        "target_id": target_id,
+        "version_id": version_id,
+        "idempotency_key": idempotency_key,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "next_run_at": run_at or now,
+        "result": {},
+        "requested_by": requested_by,
+        "created_at": now,
+    }
+    await session.flush()
+    await session.execute(_insert_ignoring_duplicates(session.bind.dialect.name, values))
+    job = await session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+    assert job is not None
     return job
 
 
@@ -86,44 +91,31 @@ def _claimable(now: datetime) -> Any:
 async def claim(
     session: AsyncSession, *, worker_id: str, limit: int, lease_seconds: int
 ) -> list[Job]:
-    """Claim up to ``limit`` runnable jobs for ``worker_id`` and commit the claim."""
+    """Claim up to ``limit`` runnable jobs for ``worker_id`` in one statement and commit.
+
+    PostgreSQL skips rows other replicas have locked (``FOR UPDATE SKIP LOCKED``); SQLite has a
+    single writer, so the sub-select and update already run as one atomic step.
+    """
     now = utcnow()
-    lease = now + timedelta(seconds=lease_seconds)
-    query = select(Job.id).where(_claimable(now)).order_by(Job.next_run_at).limit(limit)
+    candidates = select(Job.id).where(_claimable(now)).order_by(Job.next_run_at).limit(limit)
     if session.bind.dialect.name == "postgresql":
-        ids = list(await session.scalars(query.with_for_update(skip_locked=True)))
-        if ids:
-            await session.execute(
-                update(Job)
-                .where(Job.id.in_(ids))
-                .values(
-                    status="running",
-                    claimed_by=worker_id,
-                    lease_expires_at=lease,
-                    attempts=Job.attempts + 1,
-                    started_at=now,
-                )
-            )
-    else:
-        ids = []
-        for job_id in list(await session.scalars(query)):
-            result = await session.execute(
-                update(Job)
-                .where(Job.id == job_id, _claimable(now))
-                .values(
-                    status="running",
-                    claimed_by=worker_id,
-                    lease_expires_at=lease,
-                    attempts=Job.attempts + 1,
-                    started_at=now,
-                )
-            )
-            if result.rowcount:  # type: ignore[attr-defined]
-                ids.append(job_id)
+        candidates = candidates.with_for_update(skip_locked=True)
+    statement = (
+        update(Job)
+        .where(Job.id.in_(candidates.scalar_subquery()))
+        .values(
+            status="running",
+            claimed_by=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=Job.attempts + 1,
+            started_at=now,
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+    jobs = list(await session.scalars(statement))
     await session.commit()
-    if not ids:
-        return []
-    return list(await session.scalars(select(Job).where(Job.id.in_(ids))))
+    return jobs
 
 
 async def finish(
