@@ -188,9 +188,9 @@ def test_migrate_then_migrate_again_is_a_no_op(runner, tmp_path, caplog):
     assert not any("Running upgrade" in r.getMessage() for r in caplog.records)
     assert _alembic_rows(db) == [(head_revision(),)]
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT value FROM system_flags WHERE name = 'sentinel'").fetchall() == [
-            ("kept",)
-        ]
+        assert conn.execute(
+            "SELECT value FROM system_flags WHERE name = 'sentinel'"
+        ).fetchall() == [("kept",)]
 
 
 def test_migrate_reads_the_database_url_from_the_environment(runner, tmp_path):
@@ -257,7 +257,11 @@ def test_serve_refuses_an_unusable_tls_bundle(runner, tmp_path, no_server, probl
     result = runner.invoke(main, ["serve", "--port", "18443"], env=env)
     assert result.exit_code == 1, result.output
     assert "refusing to start" in result.output
-    expected = {"garbage": "cannot read server certificate", "expired": "expired", "missing": "server.crt"}
+    expected = {
+        "garbage": "cannot read server certificate",
+        "expired": "expired",
+        "missing": "server.crt",
+    }
     assert expected[problem] in result.output
     assert no_server == []
 

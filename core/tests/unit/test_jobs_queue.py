@@ -1,9 +1,11 @@
 """The durable job queue on SQLite and PostgreSQL: enqueue, claim, leases, finish, cancel."""
 
 import asyncio
+import secrets
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import select, update
 
 from certctl.db.base import utcnow
@@ -109,7 +111,8 @@ async def test_claim_marks_running_with_a_lease_and_counts_the_attempt(sessions)
     assert row.status == "running"
     assert row.claimed_by == "worker-a"
     assert row.attempts == 1
-    assert row.started_at is not None and row.started_at >= before
+    assert row.started_at is not None
+    assert row.started_at >= before
     assert row.lease_expires_at == row.started_at + timedelta(seconds=120)
     # A running job with a live lease is not claimable by anyone, including its own worker.
     assert await claim(sessions, "worker-b") == []
@@ -237,12 +240,55 @@ async def test_two_sessions_claiming_at_once_split_the_jobs(sessions, database_u
         assert got_a | got_b <= ids
         if postgres:
             assert got_a | got_b == ids
-            assert len(got_a) == 10 and len(got_b) == 10
+            assert (len(got_a), len(got_b)) == (10, 10)
         # Put everything back for the next round.
         async with sessions.begin() as session:
             await session.execute(
                 update(Job).values(status="pending", claimed_by=None, lease_expires_at=None)
             )
+
+
+@pytest.fixture
+async def pg_sessions(postgres_admin_url, postgres_template):
+    """A PostgreSQL database cloned from the migrated template, for PostgreSQL-only behaviour."""
+    import asyncpg
+
+    name = f"certctl_q_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(postgres_admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+    finally:
+        await conn.close()
+    base = postgres_admin_url.split("://", 1)[1].rsplit("/", 1)[0]
+    engine = create_engine(f"postgresql+asyncpg://{base}/{name}")
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+    conn = await asyncpg.connect(postgres_admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+async def test_claim_skips_rows_another_replica_has_locked(pg_sessions):
+    """A claimer never waits for rows another transaction holds: it takes the others."""
+    ids = [(await add_job(pg_sessions, f"k{i}")).id for i in range(6)]
+    async with pg_sessions() as holder:
+        locked = list(
+            await holder.scalars(
+                select(Job.id).order_by(Job.next_run_at).limit(3).with_for_update()
+            )
+        )
+        assert locked == ids[:3]
+        async with pg_sessions() as other:
+            # Waiting for the held rows would fail at once instead of hanging the test.
+            await other.execute(sa.text("SET LOCAL lock_timeout = '1ms'"))
+            got = await jobs.claim(other, worker_id="other", limit=6, lease_seconds=60)
+        assert sorted(j.id for j in got) == sorted(ids[3:])
+        await holder.rollback()
+    rest = await claim(pg_sessions, "late", limit=6)
+    assert sorted(j.id for j in rest) == sorted(ids[:3])
 
 
 # --- cancel --------------------------------------------------------------------------------
@@ -256,7 +302,8 @@ async def test_cancel_pending_job(sessions):
         await session.commit()
     assert cancelled.status == "cancelled"
     row = await load(sessions, job.id)
-    assert row.status == "cancelled" and row.completed_at is not None
+    assert row.status == "cancelled"
+    assert row.completed_at is not None
     assert await claim(sessions, "w") == []
 
 

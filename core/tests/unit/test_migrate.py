@@ -39,7 +39,9 @@ async def empty_database_url(database_url, tmp_path, request):
 
 async def _version_rows(engine) -> list[str]:
     async with engine.connect() as conn:
-        return list((await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars())
+        return list(
+            (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars()
+        )
 
 
 async def test_unmigrated_database_has_no_revision(empty_database_url):
@@ -65,7 +67,9 @@ async def test_migrate_reaches_head_and_a_second_run_changes_nothing(empty_datab
         assert await migrate(engine) == head_revision()
         assert await _version_rows(engine) == [head_revision()]
         async with engine.connect() as conn:
-            value = await conn.scalar(sa.text("SELECT value FROM system_flags WHERE name = 'sentinel'"))
+            value = await conn.scalar(
+                sa.text("SELECT value FROM system_flags WHERE name = 'sentinel'")
+            )
         assert value == "kept"
     finally:
         await engine.dispose()

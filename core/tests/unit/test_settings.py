@@ -63,7 +63,9 @@ def test_empty_key_is_rejected(entry):
         parse_named_api_keys(entry)
 
 
-@pytest.mark.parametrize("entry", ["ops: leading-space", "ops:trailing-space :admin", "ops:in side"])
+@pytest.mark.parametrize(
+    "entry", ["ops: leading-space", "ops:trailing-space :admin", "ops:in side"]
+)
 def test_key_with_whitespace_is_rejected(entry):
     with pytest.raises(SettingsError, match="whitespace") as info:
         parse_named_api_keys(entry)
@@ -118,7 +120,9 @@ def test_from_env_reads_named_keys():
 
 async def test_both_keys_of_a_rotation_window_authenticate(app_factory):
     client = await app_factory(
-        api_keys_named=parse_named_api_keys("ops:old-rotation-key-1:admin,ops:new-rotation-key-2:admin")
+        api_keys_named=parse_named_api_keys(
+            "ops:old-rotation-key-1:admin,ops:new-rotation-key-2:admin"
+        )
     )
     for key in ("old-rotation-key-1", "new-rotation-key-2"):
         r = await client.get("/api/v1/auth/check", headers={"Authorization": f"Bearer {key}"})

@@ -4,6 +4,11 @@ Successful changes are audited by their handlers, in the same transaction as the
 with a domain action name. This middleware covers the rest: every POST/PUT/PATCH/DELETE that
 ended in 4xx or 5xx (including 401/403 from the guard) gets a row, so an attacker probing the
 API leaves a trace. The request body is never stored, only its SHA-256.
+
+A request refused before its handler ran (the guard's 401/403) has not had its body read. So
+that its hash describes the body that was sent, not an empty one, the rest of the body is read
+and hashed when an error response starts, up to the server's maximum body size; beyond that
+``body_sha256`` is null and ``body_too_large`` is true.
 """
 
 from __future__ import annotations
@@ -35,26 +40,48 @@ class AuditFailuresMiddleware:
             return
         status = 500
         digest = hashlib.sha256()
+        size = 0
+        body_done = False  # nothing more to receive
+        body_complete = False  # ...because the whole body arrived
+        limit = int(scope["app"].state.runtime.settings.max_body_size)
+
+        def consume(message: Message) -> None:
+            nonlocal size, body_done, body_complete
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size <= limit:
+                    digest.update(chunk)
+                body_complete = body_done = not message.get("more_body", False)
+            else:  # http.disconnect: nothing more will come
+                body_done = True
 
         async def receive_wrapper() -> Message:
             message = await receive()
-            if message["type"] == "http.request":
-                digest.update(message.get("body", b""))
+            consume(message)
             return message
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                # Hash what the handler never read, while the request can still be received.
+                while status >= 400 and not body_done and size <= limit:
+                    consume(await receive())
             await send(message)
 
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
         finally:
             if status >= 400:
-                await self._record(scope, status, digest.hexdigest())
+                details: dict[str, Any] = {"status": status, "body_sha256": None}
+                if size > limit:
+                    details["body_too_large"] = True
+                elif body_complete:
+                    details["body_sha256"] = digest.hexdigest()
+                await self._record(scope, status, details)
 
-    async def _record(self, scope: Scope, status: int, body_sha256: str) -> None:
+    async def _record(self, scope: Scope, status: int, details: dict[str, Any]) -> None:
         actor = scope.get("certctl_actor")
         if not isinstance(actor, Actor):
             client = scope.get("client")
@@ -70,7 +97,7 @@ class AuditFailuresMiddleware:
                     resource_id=str(scope["path"])[:255],
                     outcome="denied" if status in (401, 403) else "failure",
                     category="auth" if status in (401, 403) else "config",
-                    details={"status": status, "body_sha256": body_sha256},
+                    details=details,
                 )
         except Exception:  # noqa: BLE001 - never turn a 4xx into a crash because audit failed
             _log.exception("could not audit a failed request")

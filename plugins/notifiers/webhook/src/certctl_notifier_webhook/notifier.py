@@ -132,7 +132,7 @@ class WebhookNotifier(Notifier[WebhookNotifierConfig]):
                 break
             delay = self._backoff(attempt)
             if retry.retry_after is not None:
-                if False:
+                if retry.retry_after > self.config.backoff_max:
                     # Sleeping that long would pin a worker; the core's scheduler waits instead.
                     raise TransientError(
                         f"webhook {where} {retry.reason} and asked to retry after "

@@ -7,6 +7,9 @@ deployer; this module maps the configuration onto a :class:`~certctl_sdk.filedep
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from typing import ClassVar
 
 from certctl_sdk import CheckResult, DeployRequest, TargetCapability
@@ -77,6 +80,7 @@ class NginxTarget(FileTarget[NginxTargetConfig]):
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # so a timeout can kill whatever the command started
             )
         except OSError as exc:
             return CheckResult(ok=False, message=f"cannot run {argv[0]}: {exc.strerror or exc}")
@@ -84,7 +88,8 @@ class NginxTarget(FileTarget[NginxTargetConfig]):
             async with asyncio.timeout(self.config.command_timeout):
                 output, _ = await process.communicate()
         except TimeoutError:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
             return CheckResult(
                 ok=False,
