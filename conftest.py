@@ -34,7 +34,7 @@ def _port_open(host: str, port: int) -> bool:
 
 def _psql_ok(url: str) -> bool:
     try:
-        import asyncpg  # noqa: PLC0415
+        import asyncpg
     except ImportError:
         return False
 
@@ -62,15 +62,22 @@ def _start_throwaway_cluster() -> tuple[str, Callable[[], None]] | None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     run_as = ["su", "postgres", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
-    subprocess.run([*run_as, f"{initdb} -D {base}/data -A trust -U postgres"], check=True, capture_output=True)
     subprocess.run(
-        [*run_as, f"{pg_ctl} -D {base}/data -l {base}/pg.log -o '-c listen_addresses=127.0.0.1 -p {port} -k {base}' -w start"],
+        [*run_as, f"{initdb} -D {base}/data -A trust -U postgres"], check=True, capture_output=True
+    )
+    subprocess.run(
+        [
+            *run_as,
+            f"{pg_ctl} -D {base}/data -l {base}/pg.log -o '-c listen_addresses=127.0.0.1 -p {port} -k {base}' -w start",
+        ],
         check=True,
         capture_output=True,
     )
 
     def stop() -> None:
-        subprocess.run([*run_as, f"{pg_ctl} -D {base}/data -m fast -w stop"], check=False, capture_output=True)
+        subprocess.run(
+            [*run_as, f"{pg_ctl} -D {base}/data -m fast -w stop"], check=False, capture_output=True
+        )
         shutil.rmtree(base, ignore_errors=True)
 
     return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
@@ -102,7 +109,7 @@ def postgres_admin_url() -> Iterator[str]:
 
 
 def _admin(url: str, *statements: str) -> None:
-    import asyncpg  # noqa: PLC0415
+    import asyncpg
 
     async def run() -> None:
         conn = await asyncpg.connect(url)
@@ -122,16 +129,18 @@ def _with_database(url: str, name: str) -> str:
 @pytest.fixture(scope="session")
 def postgres_template(postgres_admin_url: str) -> Iterator[str]:
     """A database migrated once per run, cloned for each test."""
-    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+    from sqlalchemy.ext.asyncio import create_async_engine
 
-    from certctl.db.migrate import migrate  # noqa: PLC0415
-    from certctl.settings import normalise_database_url  # noqa: PLC0415
+    from certctl.db.migrate import migrate
+    from certctl.settings import normalise_database_url
 
     name = f"certctl_tpl_{secrets.token_hex(4)}"
     _admin(postgres_admin_url, f'CREATE DATABASE "{name}"')
 
     async def run() -> None:
-        engine = create_async_engine(normalise_database_url(_with_database(postgres_admin_url, name)))
+        engine = create_async_engine(
+            normalise_database_url(_with_database(postgres_admin_url, name))
+        )
         await migrate(engine)
         await engine.dispose()
 
@@ -157,7 +166,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def settings_factory(database_url: str, tmp_path: Path) -> Callable[..., Any]:
     """Build Settings for a test; keyword arguments override fields."""
-    from certctl.settings import Settings, parse_named_api_keys  # noqa: PLC0415
+    from certctl.settings import Settings, parse_named_api_keys
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -181,13 +190,15 @@ async def app_factory(settings_factory: Callable[..., Any]) -> AsyncIterator[Cal
     The returned ``httpx.AsyncClient`` talks ASGI to the app and carries ``.app`` and
     ``.runtime`` so tests can drive the worker (``await client.runtime.worker.drain()``).
     """
-    import httpx  # noqa: PLC0415
+    import httpx
 
-    from certctl.app import create_app  # noqa: PLC0415
+    from certctl.app import create_app
 
     started: list[tuple[Any, httpx.AsyncClient]] = []
 
-    async def make(*, background: bool = False, host: Any = None, **overrides: Any) -> httpx.AsyncClient:
+    async def make(
+        *, background: bool = False, host: Any = None, **overrides: Any
+    ) -> httpx.AsyncClient:
         app = create_app(settings_factory(**overrides), host=host, background=background)
         runtime = app.state.runtime
         await runtime.start(background=background)

@@ -57,7 +57,9 @@ def bare_ceiling(seconds: float = 2.0) -> float:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now)
             .not_valid_after(now + timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"h{count}.example")]), critical=False)
+            .add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(f"h{count}.example")]), critical=False
+            )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256())
@@ -67,7 +69,9 @@ def bare_ceiling(seconds: float = 2.0) -> float:
 
 
 def _postgres_admin_url() -> str | None:
-    url = os.environ.get("CERTCTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    url = os.environ.get(
+        "CERTCTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
     try:
         import asyncpg
     except ImportError:
@@ -94,7 +98,9 @@ async def _pg(url: str, statement: str) -> None:
         await conn.close()
 
 
-async def _app(database_url: str, data_dir: Path, concurrency: int) -> tuple[Any, httpx.AsyncClient]:
+async def _app(
+    database_url: str, data_dir: Path, concurrency: int
+) -> tuple[Any, httpx.AsyncClient]:
     from certctl.app import create_app
     from certctl.settings import Settings, parse_named_api_keys
 
@@ -108,21 +114,33 @@ async def _app(database_url: str, data_dir: Path, concurrency: int) -> tuple[Any
     )
     app = create_app(settings, background=False)
     await app.state.runtime.start(background=False)
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://bench.local")
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://bench.local"
+    )
     return app, client
 
 
-async def issuance(database_url: str, data_dir: Path, count: int, concurrency: int) -> dict[str, float]:
+async def issuance(
+    database_url: str, data_dir: Path, count: int, concurrency: int
+) -> dict[str, float]:
     """Certificates requested over the API, issued by the worker and stored, per second."""
     app, client = await _app(database_url, data_dir, concurrency)
     runtime = app.state.runtime
     headers = {"Authorization": f"Bearer {ADMIN}"}
     try:
-        r = await client.post("/api/v1/issuers", json={"name": "bench", "type": "local", "config": {}}, headers=headers)
+        r = await client.post(
+            "/api/v1/issuers",
+            json={"name": "bench", "type": "local", "config": {}},
+            headers=headers,
+        )
         r.raise_for_status()
         issuer = r.json()["id"]
         # warm the CA (generated and stored on first use)
-        r = await client.post("/api/v1/certificates", json={"common_name": "warm.bench.example", "issuer_id": issuer}, headers=headers)
+        r = await client.post(
+            "/api/v1/certificates",
+            json={"common_name": "warm.bench.example", "issuer_id": issuer},
+            headers=headers,
+        )
         r.raise_for_status()
         await runtime.worker.drain()
 
@@ -132,7 +150,11 @@ async def issuance(database_url: str, data_dir: Path, count: int, concurrency: i
             async with sem:
                 resp = await client.post(
                     "/api/v1/certificates",
-                    json={"common_name": f"h{i}.bench.example", "issuer_id": issuer, "validity_days": 30},
+                    json={
+                        "common_name": f"h{i}.bench.example",
+                        "issuer_id": issuer,
+                        "validity_days": 30,
+                    },
                     headers=headers,
                 )
                 resp.raise_for_status()
@@ -143,7 +165,9 @@ async def issuance(database_url: str, data_dir: Path, count: int, concurrency: i
         await api_done
         await worker_done
         elapsed = time.perf_counter() - start
-        r = await client.get("/api/v1/certificates", params={"status": "active", "per_page": 1}, headers=headers)
+        r = await client.get(
+            "/api/v1/certificates", params={"status": "active", "per_page": 1}, headers=headers
+        )
         active = r.json()["total"]
         if active != count + 1:
             raise RuntimeError(f"expected {count + 1} active certificates, found {active}")
@@ -163,14 +187,18 @@ async def _drain_until(runtime: Any, expected_active: int) -> None:
         if ran == 0:
             async with runtime.sessions() as session:
                 active = await session.scalar(
-                    select(func.count()).select_from(ManagedCertificate).where(ManagedCertificate.status == "active")
+                    select(func.count())
+                    .select_from(ManagedCertificate)
+                    .where(ManagedCertificate.status == "active")
                 )
             if active >= expected_active:
                 return
             await asyncio.sleep(0.005)
 
 
-async def list_latency(database_url: str, data_dir: Path, rows: int, requests: int) -> dict[str, float]:
+async def list_latency(
+    database_url: str, data_dir: Path, rows: int, requests: int
+) -> dict[str, float]:
     """p50/p99 of GET /api/v1/certificates (first page of 50) with ``rows`` stored."""
     from certctl.db.base import utcnow
     from certctl.db.models import ConnectorInstance, ManagedCertificate
@@ -181,7 +209,18 @@ async def list_latency(database_url: str, data_dir: Path, rows: int, requests: i
     try:
         now = utcnow()
         async with runtime.sessions() as session:
-            session.add(ConnectorInstance(id="iss-bench", family="issuer", name="bench", kind="local", config={}, enabled=True, created_at=now, updated_at=now))
+            session.add(
+                ConnectorInstance(
+                    id="iss-bench",
+                    family="issuer",
+                    name="bench",
+                    kind="local",
+                    config={},
+                    enabled=True,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
             await session.flush()
             batch = []
             for i in range(rows):
@@ -217,7 +256,10 @@ async def list_latency(database_url: str, data_dir: Path, rows: int, requests: i
             r.raise_for_status()
         assert r.json()["total"] == rows
         samples.sort()
-        return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1]}
+        return {
+            "p50_ms": statistics.median(samples),
+            "p99_ms": samples[int(len(samples) * 0.99) - 1],
+        }
     finally:
         await client.aclose()
         await runtime.stop()
@@ -229,7 +271,10 @@ async def app_start(database_url: str, data_dir: Path) -> float:
     from certctl.settings import Settings
 
     t0 = time.perf_counter()
-    app = create_app(Settings(data_dir=str(data_dir), database_url=database_url, config_encryption_key=ENC_KEY), background=False)
+    app = create_app(
+        Settings(data_dir=str(data_dir), database_url=database_url, config_encryption_key=ENC_KEY),
+        background=False,
+    )
     await app.state.runtime.start(background=False)
     elapsed = time.perf_counter() - t0
     await app.state.runtime.stop()
@@ -241,7 +286,12 @@ def process_start(data_dir: Path) -> float:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = dict(os.environ, CERTCTL_DATA_DIR=str(data_dir), CERTCTL_SERVER_PORT=str(port), CERTCTL_CONFIG_ENCRYPTION_KEY=ENC_KEY)
+    env = dict(
+        os.environ,
+        CERTCTL_DATA_DIR=str(data_dir),
+        CERTCTL_SERVER_PORT=str(port),
+        CERTCTL_CONFIG_ENCRYPTION_KEY=ENC_KEY,
+    )
     # generate the TLS certificate first: first-start generation is not what we time
     from certctl.settings import Settings
     from certctl.tls import ensure_server_certificate
@@ -249,7 +299,12 @@ def process_start(data_dir: Path) -> float:
     cert, _ = ensure_server_certificate(Settings.from_env(env))
     ctx = ssl.create_default_context(cafile=str(cert))
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "certctl", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "certctl", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while True:
             try:
@@ -275,7 +330,9 @@ def main() -> None:
     args = parser.parse_args()
 
     ceiling = bare_ceiling()
-    print(f"bare ceiling: cryptography builds+signs {ceiling:,.0f} P-256 leaf certificates/s on one core")
+    print(
+        f"bare ceiling: cryptography builds+signs {ceiling:,.0f} P-256 leaf certificates/s on one core"
+    )
     backends: list[tuple[str, str | None]] = [("sqlite", None)]
     pg_admin = _postgres_admin_url()
     backends.append(("postgresql", pg_admin))
@@ -283,13 +340,20 @@ def main() -> None:
         base = Path(tempfile.mkdtemp(prefix=f"certctl-bench-{name}-"))
         dbs: list[str] = []
 
-        def url(tag: str, *, _name: str = name, _admin: str | None = admin, _base: Path = base) -> str:
+        def url(
+            tag: str,
+            *,
+            _name: str = name,
+            _admin: str | None = admin,
+            _base: Path = base,
+            _dbs: list[str] = dbs,
+        ) -> str:
             if _name == "sqlite":
                 return f"sqlite+aiosqlite:///{_base / tag}.db"
             assert _admin is not None
             db = f"certctl_bench_{tag}_{secrets.token_hex(3)}"
             asyncio.run(_pg(_admin, f'CREATE DATABASE "{db}"'))
-            dbs.append(db)
+            _dbs.append(db)
             return "postgresql+asyncpg://" + _admin.split("://", 1)[1].rsplit("/", 1)[0] + "/" + db
 
         if name == "postgresql" and admin is None:
@@ -300,9 +364,13 @@ def main() -> None:
             issued = asyncio.run(issuance(url("issue"), base / "d1", args.count, args.concurrency))
             latency = asyncio.run(list_latency(url("list"), base / "d2", args.rows, args.requests))
             print(f"\n[{name}]")
-            print(f"  issuance via API (Local CA, P-256, {args.count} certs, {args.concurrency} in flight): "
-                  f"{issued['issued_per_s']:,.0f} certs/s  ({issued['issued_per_s'] / ceiling:.1%} of the bare ceiling)")
-            print(f"  GET /api/v1/certificates with {args.rows:,} stored: p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms")
+            print(
+                f"  issuance via API (Local CA, P-256, {args.count} certs, {args.concurrency} in flight): "
+                f"{issued['issued_per_s']:,.0f} certs/s  ({issued['issued_per_s'] / ceiling:.1%} of the bare ceiling)"
+            )
+            print(
+                f"  GET /api/v1/certificates with {args.rows:,} stored: p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms"
+            )
             print(f"  app start (factory + migrations + plugins, empty database): {start_s:.2f} s")
         finally:
             for db in dbs:
@@ -311,7 +379,9 @@ def main() -> None:
             shutil.rmtree(base, ignore_errors=True)
     base = Path(tempfile.mkdtemp(prefix="certctl-bench-proc-"))
     try:
-        print(f"\nserver process start (certctl serve → first HTTPS /health, SQLite): {process_start(base):.2f} s")
+        print(
+            f"\nserver process start (certctl serve → first HTTPS /health, SQLite): {process_start(base):.2f} s"
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

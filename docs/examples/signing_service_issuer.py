@@ -46,7 +46,10 @@ class SigningServiceIssuer(Issuer[SigningServiceConfig]):
             response = await self.context.http.post(
                 f"{self.config.url}/sign",
                 json={"csr": request.csr_pem, "days": max(1, request.validity_seconds // 86400)},
-                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": request.idempotency_key},
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Idempotency-Key": request.idempotency_key,
+                },
             )
         except httpx.TransportError as exc:
             raise TransientError(f"signing service unreachable: {type(exc).__name__}") from None

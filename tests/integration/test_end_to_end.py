@@ -20,9 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+
 from certctl_notifier_webhook.notifier import verify_signature
 from certctl_sdk.testing import TestCA
-from cryptography import x509
 
 BOOTSTRAP = "bootstrap-token-for-e2e-0123456789"
 HOOK_SECRET = "webhook-hmac-secret-e2e-0123456789"
@@ -39,7 +40,10 @@ def _served_serial(port: int) -> str:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock, context.wrap_socket(sock, server_hostname=NAME) as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+        context.wrap_socket(sock, server_hostname=NAME) as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return format(x509.load_der_x509_certificate(der).serial_number, "x")
@@ -91,7 +95,9 @@ http {{
 }}
 """
     )
-    subprocess.run([binary, "-c", str(d / "nginx.conf"), "-p", str(d)], check=True, capture_output=True)
+    subprocess.run(
+        [binary, "-c", str(d / "nginx.conf"), "-p", str(d)], check=True, capture_output=True
+    )
     _wait_for_serial(port, first.serial)
     yield {"binary": binary, "dir": d, "port": port, "first_serial": first.serial}
     pid = int((d / "nginx.pid").read_text())
@@ -103,10 +109,17 @@ def receiver():
     received: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            ok = verify_signature(HOOK_SECRET, self.headers["X-Certctl-Timestamp"], body, self.headers["X-Certctl-Signature"])
-            received.append({"ok": ok, "event": self.headers["X-Certctl-Event"], "body": json.loads(body)})
+            ok = verify_signature(
+                HOOK_SECRET,
+                self.headers["X-Certctl-Timestamp"],
+                body,
+                self.headers["X-Certctl-Signature"],
+            )
+            received.append(
+                {"ok": ok, "event": self.headers["X-Certctl-Event"], "body": json.loads(body)}
+            )
             self.send_response(204)
             self.end_headers()
 
@@ -126,12 +139,20 @@ async def test_issue_deploy_renew_with_real_nginx(app_factory, nginx, receiver):
     # Day 0: no key works until the bootstrap token mints the first admin key.
     assert (await client.get("/api/v1/certificates")).status_code == 401
     assert (await client.get("/api/v1/auth/bootstrap")).json() == {"available": True}
-    r = await client.post("/api/v1/auth/bootstrap", json={"token": BOOTSTRAP, "name": "first-admin"})
+    r = await client.post(
+        "/api/v1/auth/bootstrap", json={"token": BOOTSTRAP, "name": "first-admin"}
+    )
     assert r.status_code == 201, r.text
     headers = {"Authorization": f"Bearer {r.json()['key']}"}
-    assert (await client.post("/api/v1/auth/bootstrap", json={"token": BOOTSTRAP})).status_code == 410
+    assert (
+        await client.post("/api/v1/auth/bootstrap", json={"token": BOOTSTRAP})
+    ).status_code == 410
 
-    r = await client.post("/api/v1/issuers", json={"name": "internal", "type": "local", "config": {"common_name": "E2E Root"}}, headers=headers)
+    r = await client.post(
+        "/api/v1/issuers",
+        json={"name": "internal", "type": "local", "config": {"common_name": "E2E Root"}},
+        headers=headers,
+    )
     assert r.status_code == 201, r.text
     issuer = r.json()["id"]
     d = nginx["dir"]
@@ -155,11 +176,25 @@ async def test_issue_deploy_renew_with_real_nginx(app_factory, nginx, receiver):
     )
     assert r.status_code == 201, r.text
     target = r.json()["id"]
-    assert (await client.post(f"/api/v1/targets/{target}/test", headers=headers)).json()["ok"] is True
-    r = await client.post("/api/v1/notifiers", json={"name": "ops", "type": "webhook", "config": {"url": receiver["url"], "secret": HOOK_SECRET}}, headers=headers)
+    assert (await client.post(f"/api/v1/targets/{target}/test", headers=headers)).json()[
+        "ok"
+    ] is True
+    r = await client.post(
+        "/api/v1/notifiers",
+        json={
+            "name": "ops",
+            "type": "webhook",
+            "config": {"url": receiver["url"], "secret": HOOK_SECRET},
+        },
+        headers=headers,
+    )
     assert r.status_code == 201, r.text
 
-    r = await client.post("/api/v1/certificates", json={"common_name": NAME, "issuer_id": issuer, "target_ids": [target]}, headers=headers)
+    r = await client.post(
+        "/api/v1/certificates",
+        json={"common_name": NAME, "issuer_id": issuer, "target_ids": [target]},
+        headers=headers,
+    )
     assert r.status_code == 202, r.text
     cert_id = r.json()["certificate"]["id"]
     await client.runtime.worker.drain()
@@ -169,8 +204,12 @@ async def test_issue_deploy_renew_with_real_nginx(app_factory, nginx, receiver):
     first_serial = cert["serial_number"]
     assert first_serial != nginx["first_serial"]
     _wait_for_serial(nginx["port"], first_serial)
-    deployments = (await client.get(f"/api/v1/certificates/{cert_id}/deployments", headers=headers)).json()
-    assert [(x["status"], x["changed"], x["verified_serial"]) for x in deployments] == [("succeeded", True, first_serial)]
+    deployments = (
+        await client.get(f"/api/v1/certificates/{cert_id}/deployments", headers=headers)
+    ).json()
+    assert [(x["status"], x["changed"], x["verified_serial"]) for x in deployments] == [
+        ("succeeded", True, first_serial)
+    ]
 
     # Forced renewal: a new key and serial, deployed and served.
     r = await client.post(f"/api/v1/certificates/{cert_id}/renew", headers=headers)
@@ -181,12 +220,26 @@ async def test_issue_deploy_renew_with_real_nginx(app_factory, nginx, receiver):
     _wait_for_serial(nginx["port"], renewed["serial_number"])
     pem = (await client.get(f"/api/v1/certificates/{cert_id}/export/pem", headers=headers)).json()
     served_key = x509.load_pem_x509_certificate((d / "ssl/cert.pem").read_bytes()).public_key()
-    assert served_key == x509.load_pem_x509_certificate(pem["certificate_pem"].encode()).public_key()
+    assert (
+        served_key == x509.load_pem_x509_certificate(pem["certificate_pem"].encode()).public_key()
+    )
 
     # Every step is in the audit trail.
-    audit = (await client.get("/api/v1/audit", params={"per_page": 500}, headers=headers)).json()["data"]
+    audit = (await client.get("/api/v1/audit", params={"per_page": 500}, headers=headers)).json()[
+        "data"
+    ]
     actions = [e["action"] for e in audit]
-    for expected in ("bootstrap.consume", "issuer.create", "target.create", "target.test", "notifier.create", "certificate.create", "certificate.issued", "certificate.renew.request", "certificate.renewed"):
+    for expected in (
+        "bootstrap.consume",
+        "issuer.create",
+        "target.create",
+        "target.test",
+        "notifier.create",
+        "certificate.create",
+        "certificate.issued",
+        "certificate.renew.request",
+        "certificate.renewed",
+    ):
         assert expected in actions, expected
     assert actions.count("certificate.deployed") == 2
     deployed = [e for e in audit if e["action"] == "certificate.deployed"]
@@ -200,9 +253,17 @@ async def test_issue_deploy_renew_with_real_nginx(app_factory, nginx, receiver):
     assert "certificate.issued" in events and "certificate.renewed" in events
 
 
-async def test_broken_deploy_rolls_back_and_job_fails_with_reason(app_factory, admin_headers, nginx):
+async def test_broken_deploy_rolls_back_and_job_fails_with_reason(
+    app_factory, admin_headers, nginx
+):
     client = await app_factory()
-    issuer = (await client.post("/api/v1/issuers", json={"name": "ca", "type": "local", "config": {}}, headers=admin_headers)).json()["id"]
+    issuer = (
+        await client.post(
+            "/api/v1/issuers",
+            json={"name": "ca", "type": "local", "config": {}},
+            headers=admin_headers,
+        )
+    ).json()["id"]
     d = nginx["dir"]
     r = await client.post(
         "/api/v1/targets",
@@ -223,24 +284,46 @@ async def test_broken_deploy_rolls_back_and_job_fails_with_reason(app_factory, a
     assert r.status_code == 201, r.text
     target = r.json()["id"]
     before = {p: (d / "ssl" / p).read_bytes() for p in ("cert.pem", "key.pem")}
-    r = await client.post("/api/v1/certificates", json={"common_name": NAME, "issuer_id": issuer, "target_ids": [target]}, headers=admin_headers)
+    r = await client.post(
+        "/api/v1/certificates",
+        json={"common_name": NAME, "issuer_id": issuer, "target_ids": [target]},
+        headers=admin_headers,
+    )
     cert_id = r.json()["certificate"]["id"]
     await client.runtime.worker.drain()
 
-    jobs = (await client.get("/api/v1/jobs", params={"certificate_id": cert_id, "type": "deployment"}, headers=admin_headers)).json()["data"]
+    jobs = (
+        await client.get(
+            "/api/v1/jobs",
+            params={"certificate_id": cert_id, "type": "deployment"},
+            headers=admin_headers,
+        )
+    ).json()["data"]
     assert len(jobs) == 1 and jobs[0]["status"] == "failed", jobs
     assert "config rejected" in jobs[0]["last_error"]
     assert jobs[0]["attempts"] == 1, "a rejected deployment is not retried"
     assert {p: (d / "ssl" / p).read_bytes() for p in ("cert.pem", "key.pem")} == before
     assert _served_serial(nginx["port"]) == nginx["first_serial"]
-    deployments = (await client.get(f"/api/v1/certificates/{cert_id}/deployments", headers=admin_headers)).json()
+    deployments = (
+        await client.get(f"/api/v1/certificates/{cert_id}/deployments", headers=admin_headers)
+    ).json()
     assert deployments[0]["status"] == "failed"
 
 
 async def test_background_worker_issues_without_being_driven(app_factory, admin_headers):
     client = await app_factory(background=True)
-    issuer = (await client.post("/api/v1/issuers", json={"name": "ca", "type": "local", "config": {}}, headers=admin_headers)).json()["id"]
-    r = await client.post("/api/v1/certificates", json={"common_name": "bg.e2e.test", "issuer_id": issuer}, headers=admin_headers)
+    issuer = (
+        await client.post(
+            "/api/v1/issuers",
+            json={"name": "ca", "type": "local", "config": {}},
+            headers=admin_headers,
+        )
+    ).json()["id"]
+    r = await client.post(
+        "/api/v1/certificates",
+        json={"common_name": "bg.e2e.test", "issuer_id": issuer},
+        headers=admin_headers,
+    )
     cert_id = r.json()["certificate"]["id"]
     import asyncio
 

@@ -21,15 +21,18 @@ def test_plugin_directories_are_well_formed():
         dist = project["name"]
         module = dist.replace("-", "_")
         assert dist == f"certctl-{family}-{directory.name}", directory
-        assert (directory / "README.md").read_text().strip().count("\n") > 5, f"{dist}: README too thin"
+        assert (directory / "README.md").read_text().strip().count("\n") > 5, (
+            f"{dist}: README too thin"
+        )
         assert (directory / "src" / module / "plugin.py").exists(), dist
         assert (directory / "src" / module / "py.typed").exists(), dist
         assert list((directory / "tests").glob("test_*.py")), dist
         assert project["entry-points"]["certctl"] == {dist: f"{module}.plugin"}, dist
         assert dist in sources, f"{dist} missing from [tool.uv.sources]"
-        assert not any(d.startswith("certctl ") or d == "certctl" or d.startswith("certctl>") for d in project["dependencies"]), (
-            f"{dist} must depend on certctl-sdk, never on the server"
-        )
+        assert not any(
+            d == "certctl" or d.startswith(("certctl ", "certctl>", "certctl="))
+            for d in project["dependencies"]
+        ), f"{dist} must depend on certctl-sdk, never on the server"
 
 
 def test_installed_entry_points_match_the_workspace():
@@ -42,7 +45,9 @@ def test_installed_entry_points_match_the_workspace():
 
 def test_sdk_all_is_sorted_and_complete():
     exported = certctl_sdk.__all__
-    assert exported == sorted(exported, key=lambda n: (not n.isupper(), n)) or exported == sorted(exported)
+    assert exported == sorted(exported, key=lambda n: (not n.isupper(), n)) or exported == sorted(
+        exported
+    )
     for name in exported:
         assert hasattr(certctl_sdk, name), name
     public = {n for n in vars(certctl_sdk) if not n.startswith("_") and n[0].isupper()}

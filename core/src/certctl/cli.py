@@ -82,8 +82,9 @@ def serve(
         click.echo(f"  certctl demo is starting at {settings.effective_public_url}")
         click.echo(f"  Trust this server certificate:  {cert_path.resolve()}")
         click.echo(f"  Admin API key (shown once):      {key}")
+        url = f"{settings.effective_public_url}/api/v1/certificates"
         click.echo(
-            f"  Try: curl --cacert {cert_path.resolve()} -H 'Authorization: Bearer {key}' {settings.effective_public_url}/api/v1/certificates"
+            f"  Try: curl --cacert {cert_path.resolve()} -H 'Authorization: Bearer {key}' {url}"
         )
         click.echo("")
     else:

@@ -50,7 +50,7 @@ class AuthenticationError(ConnectorError):
     """Credentials were refused by the remote system."""
 
 
-class UnsupportedOperation(ConnectorError):  # noqa: N818 - named for what happened, like httpx
+class UnsupportedOperation(ConnectorError):
     """An optional operation was called on a connector that does not declare it."""
 
 

@@ -114,7 +114,7 @@ class PluginLoadFailure(msgspec.Struct, frozen=True):
     error: str
 
 
-class UnknownConnectorKind(LookupError):  # noqa: N818 - named for what is unknown, per the API
+class UnknownConnectorKind(LookupError):
     """No usable connector of this family and kind is installed.
 
     When the kind was refused because two plugins provide it, the message names both

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -51,12 +52,10 @@ class Worker:
                 done = 0
             if done == 0:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._wake.wait(), self.runtime.settings.worker_poll_interval
                     )
-                except TimeoutError:
-                    pass
 
     async def run_once(self) -> int:
         """Claim one batch of runnable jobs and run them concurrently; return how many ran."""

@@ -86,7 +86,7 @@ class AuditFilter:
         self.since = _aware("since", since)
         self.until = _aware("until", until)
 
-    def apply(self, query: Select[tuple[AuditEvent]]) -> Select[tuple[AuditEvent]]:
+    def apply(self, query: Select[AuditEvent]) -> Select[AuditEvent]:
         """Narrow ``query`` by every filter that is set."""
         for column, value in (
             (AuditEvent.actor, self.actor),

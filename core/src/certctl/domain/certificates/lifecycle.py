@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["JobLost", "execute_deployment", "execute_issuance", "key_context", "renew_at_for"]
 
 
-class JobLost(Exception):  # noqa: N818 - a condition, not a failure of ours
+class JobLost(Exception):
     """Another worker reclaimed the job; this worker's results were discarded."""
 
 

@@ -380,7 +380,7 @@ class CertificateFilter:
         self.expires_before = expires_before
         self.expires_after = expires_after
 
-    def apply(self, query: Select[tuple[ManagedCertificate]]) -> Select[tuple[ManagedCertificate]]:
+    def apply(self, query: Select[ManagedCertificate]) -> Select[ManagedCertificate]:
         """Narrow ``query``; archived certificates show only when asked for by status."""
         if self.status is not None:
             query = query.where(ManagedCertificate.status == self.status)

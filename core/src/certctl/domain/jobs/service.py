@@ -35,16 +35,30 @@ __all__ = [
 OPEN_STATUSES = ("pending", "running")
 
 
+def _dialect(session: AsyncSession) -> str:
+    bind = session.bind
+    assert bind is not None, "sessions are always bound to the runtime's engine"
+    return bind.dialect.name
+
+
 def _insert_ignoring_duplicates(dialect: str, values: dict[str, Any]) -> Any:
     if dialect == "postgresql":
-        return pg_insert(Job).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    return sqlite_insert(Job).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        return (
+            pg_insert(Job)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        )
+    return (
+        sqlite_insert(Job)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
 
 
 async def enqueue(
     session: AsyncSession,
     *,
-    type: str,  # noqa: A002 - the reference's field name
+    type: str,
     idempotency_key: str,
     certificate_id: str | None,
     requested_by: str,
@@ -75,7 +89,7 @@ async def enqueue(
         "created_at": now,
     }
     await session.flush()
-    await session.execute(_insert_ignoring_duplicates(session.bind.dialect.name, values))
+    await session.execute(_insert_ignoring_duplicates(_dialect(session), values))
     job = await session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
     assert job is not None
     return job
@@ -98,7 +112,7 @@ async def claim(
     """
     now = utcnow()
     candidates = select(Job.id).where(_claimable(now)).order_by(Job.next_run_at).limit(limit)
-    if session.bind.dialect.name == "postgresql":
+    if _dialect(session) == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
     statement = (
         update(Job)
