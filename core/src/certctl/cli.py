@@ -138,7 +138,7 @@ def plugins_list(as_json: bool) -> None:
     report = plugins_report_for_host(host)
     if as_json:
         click.echo(json.dumps(msgspec.to_builtins(report), indent=2))
-        return
+        sys.exit(1 if report.failures else 0)
     rows = [
         (p.distribution, p.version, f"{c['family']}:{c['kind']}", c["class"])
         for p in report.plugins

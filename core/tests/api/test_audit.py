@@ -41,6 +41,7 @@ async def test_update_and_delete_are_refused_by_the_database(database_url):
             "UPDATE audit_events SET outcome = 'success' WHERE id = :id",
             "DELETE FROM audit_events WHERE id = :id",
             "DELETE FROM audit_events",
+            *(["TRUNCATE audit_events"] if engine.dialect.name == "postgresql" else []),
         ):
             with pytest.raises(sa.exc.DBAPIError, match="append-only"):
                 async with engine.begin() as conn:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
+from typing import Any, cast
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import Actor
@@ -34,9 +34,12 @@ class AuditFailuresMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, asgi_scope: Scope, asgi_receive: Receive, send: Send) -> None:
+        # Raw ASGI dictionaries: Litestar's TypedDicts do not cover both directions we touch.
+        scope: dict[str, Any] = cast(dict[str, Any], asgi_scope)
+        receive: Any = asgi_receive
         if scope["type"] != "http" or scope.get("method") not in _MUTATING:
-            await self.app(scope, receive, send)
+            await self.app(asgi_scope, asgi_receive, send)
             return
         status = 500
         digest = hashlib.sha256()
@@ -45,7 +48,7 @@ class AuditFailuresMiddleware:
         body_complete = False  # ...because the whole body arrived
         limit = int(scope["app"].state.runtime.settings.max_body_size)
 
-        def consume(message: Message) -> None:
+        def consume(message: dict[str, Any]) -> None:
             nonlocal size, body_done, body_complete
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
@@ -56,12 +59,12 @@ class AuditFailuresMiddleware:
             else:  # http.disconnect: nothing more will come
                 body_done = True
 
-        async def receive_wrapper() -> Message:
+        async def receive_wrapper() -> Any:
             message = await receive()
             consume(message)
             return message
 
-        async def send_wrapper(message: Message) -> None:
+        async def send_wrapper(message: Any) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
@@ -71,7 +74,7 @@ class AuditFailuresMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive_wrapper, send_wrapper)
+            await self.app(asgi_scope, receive_wrapper, send_wrapper)
         finally:
             if status >= 400:
                 details: dict[str, Any] = {"status": status, "body_sha256": None}
@@ -81,7 +84,7 @@ class AuditFailuresMiddleware:
                     details["body_sha256"] = digest.hexdigest()
                 await self._record(scope, status, details)
 
-    async def _record(self, scope: Scope, status: int, details: dict[str, Any]) -> None:
+    async def _record(self, scope: dict[str, Any], status: int, details: dict[str, Any]) -> None:
         actor = scope.get("certctl_actor")
         if not isinstance(actor, Actor):
             client = scope.get("client")

@@ -85,7 +85,7 @@ def job_out(job: Job) -> JobOut:
         last_error=job.last_error,
         next_run_at=job.next_run_at,
         requested_by=job.requested_by,
-        result=dict(job.result),
+        result={k: v for k, v in job.result.items() if not k.startswith("_")},
         created_at=job.created_at,
         started_at=job.started_at,
         completed_at=job.completed_at,
@@ -377,6 +377,11 @@ class CertificateFilter:
         self.status = status
         self.issuer_id = issuer_id
         self.profile_id = profile_id
+        for value in (expires_before, expires_after):
+            if value is not None and value.tzinfo is None:
+                raise BadRequest(
+                    "expires_before/expires_after need a UTC offset, e.g. 2030-01-01T00:00:00Z"
+                )
         self.expires_before = expires_before
         self.expires_after = expires_after
 

@@ -12,6 +12,7 @@ from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import Actor
 from certctl.domain.profiles.schemas import KeyAlgorithmRule, ProfileIn
 from certctl.errors import BadRequest, Conflict
+from certctl.lib.names import validate_san_pattern
 from certctl_sdk.models import ExtendedKeyUsage
 
 __all__ = ["create_profile", "validate_profile_fields"]
@@ -32,9 +33,7 @@ def validate_profile_fields(
     if unknown:
         raise BadRequest(f"unknown extended key usages: {unknown}")
     for pattern in patterns or []:
-        body = pattern.strip()
-        if not body or "*" in body.lstrip("*.@") or body.count("*") > 2:
-            raise BadRequest(f"invalid SAN pattern {pattern!r}: wildcards only lead (*. **. *@)")
+        validate_san_pattern(pattern)
 
 
 async def create_profile(
