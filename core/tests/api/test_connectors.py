@@ -15,7 +15,11 @@ async def _raw_rows(database_url: str, table: str) -> list[str]:
 
 
 async def _create_webhook(client, auth_headers, **config):
-    body = {"name": "hooks", "type": "webhook", "config": {"url": "https://hooks.example/x", "secret": SECRET, **config}}
+    body = {
+        "name": "hooks",
+        "type": "webhook",
+        "config": {"url": "https://hooks.example/x", "secret": SECRET, **config},
+    }
     return await client.post("/api/v1/notifiers", json=body, headers=auth_headers)
 
 
@@ -38,7 +42,9 @@ async def test_secret_is_masked_and_encrypted_at_rest(client, admin_headers, dat
     assert SECRET not in r.text
     r = await client.get(f"/api/v1/notifiers/{created['id']}", headers=admin_headers)
     assert SECRET not in r.text and r.json()["config"]["url"] == "https://hooks.example/x"
-    rows = await _raw_rows(database_url, "connectors") + await _raw_rows(database_url, "audit_events")
+    rows = await _raw_rows(database_url, "connectors") + await _raw_rows(
+        database_url, "audit_events"
+    )
     assert rows and not any(SECRET in row for row in rows)
     assert any("v1:" in row for row in rows)
 
@@ -74,10 +80,24 @@ async def test_wrong_encryption_key_fails_cleanly(app_factory, admin_headers):
 async def test_bad_connector_input_is_rejected_with_a_reason(client, admin_headers, database_url):
     cases = [
         ({"name": "x", "type": "nope", "config": {}}, "nope"),
-        ({"name": "x", "type": "webhook", "config": {"url": "https://a", "secret": "s", "colour": 1}}, "colour"),
+        (
+            {
+                "name": "x",
+                "type": "webhook",
+                "config": {"url": "https://a", "secret": "s", "colour": 1},
+            },
+            "colour",
+        ),
         ({"name": "x", "type": "webhook", "config": {"url": "https://a", "secret": 5}}, "secret"),
         ({"name": "x", "type": "webhook", "config": {"url": "https://a"}}, "secret"),
-        ({"name": "x", "type": "webhook", "config": {"url": "https://a", "secret": "**********"}}, "real values"),
+        (
+            {
+                "name": "x",
+                "type": "webhook",
+                "config": {"url": "https://a", "secret": "**********"},
+            },
+            "real values",
+        ),
         ({"name": "", "type": "webhook", "config": {}}, "name"),
         ({"name": "x", "type": "webhook", "extra": True}, "extra"),
     ]
@@ -86,7 +106,11 @@ async def test_bad_connector_input_is_rejected_with_a_reason(client, admin_heade
         assert r.status_code == 400, (body, r.text)
         problem = r.json()
         assert problem["status"] == 400 and needle in r.text, (needle, problem)
-    r = await client.post("/api/v1/notifiers", content=b"{not json", headers=admin_headers | {"content-type": "application/json"})
+    r = await client.post(
+        "/api/v1/notifiers",
+        content=b"{not json",
+        headers=admin_headers | {"content-type": "application/json"},
+    )
     assert r.status_code == 400
     r = await client.get("/api/v1/notifiers", headers=admin_headers)
     assert r.json()["total"] == 0
