@@ -48,9 +48,12 @@ def _notification(event: LifecycleEvent) -> Notification:
     )
 
 
-async def publish(runtime: Runtime, event: LifecycleEvent) -> None:
-    """Deliver ``event`` to hook observers and every enabled notifier."""
-    await notify_event(runtime.host.pm, event, _log)
+async def publish(runtime: Runtime, *events: LifecycleEvent) -> None:
+    """Deliver ``events`` to hook observers and every enabled notifier, in order."""
+    if not events:
+        return
+    for event in events:
+        await notify_event(runtime.host.pm, event, _log)
     async with runtime.sessions() as session:
         rows = list(
             await session.scalars(
@@ -59,8 +62,11 @@ async def publish(runtime: Runtime, event: LifecycleEvent) -> None:
                 )
             )
         )
-    if not rows:
-        return
+    for event in events if rows else ():
+        await _notify(runtime, rows, event)
+
+
+async def _notify(runtime: Runtime, rows: list[ConnectorInstance], event: LifecycleEvent) -> None:
     notification = _notification(event)
     for row in rows:
         try:

@@ -15,7 +15,7 @@ from certctl.db.base import new_id, utcnow
 from certctl.db.models import Deployment, Job, ManagedCertificate
 from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import SYSTEM
-from certctl.domain.certificates.lifecycle import JobLost, execute_deployment, execute_issuance
+from certctl.domain.certificates.lifecycle import JobLost, execute_deployment, execute_issuances
 from certctl.domain.events import publish
 from certctl.domain.jobs import service as jobs
 from certctl_sdk import ConnectorError, EventType, LifecycleEvent
@@ -68,7 +68,9 @@ class Worker:
                 lease_seconds=settings.job_lease_seconds,
             )
         if claimed:
-            await asyncio.gather(*(self._run(job) for job in claimed))
+            issuances = [j for j in claimed if j.type in ("issuance", "renewal")]
+            others = [j for j in claimed if j.type not in ("issuance", "renewal")]
+            await asyncio.gather(self._run_issuances(issuances), *(self._run(j) for j in others))
         return len(claimed)
 
     async def drain(self, max_rounds: int = 100) -> None:
@@ -77,18 +79,34 @@ class Worker:
             if await self.run_once() == 0:
                 return
 
+    async def _run_issuances(self, batch: list[Job]) -> None:
+        if not batch:
+            return
+        outcomes = await execute_issuances(self.runtime, batch, self.worker_id)
+        events: list[LifecycleEvent] = []
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                await self._handle_error(job, outcome)
+            elif outcome is not None:
+                events.append(outcome)
+        await publish(self.runtime, *events)
+
     async def _run(self, job: Job) -> None:
         try:
-            if job.type in ("issuance", "renewal"):
-                event = await execute_issuance(self.runtime, job, self.worker_id)
-            elif job.type == "deployment":
-                event = await execute_deployment(self.runtime, job, self.worker_id)
-            else:
+            if job.type != "deployment":
                 raise ConnectorError(f"unknown job type {job.type!r}")
-        except JobLost:
-            _log.warning("job %s was reclaimed by another worker; results discarded", job.id)
+            event = await execute_deployment(self.runtime, job, self.worker_id)
+        except Exception as exc:  # noqa: BLE001 - classified in _handle_error
+            await self._handle_error(job, exc)
             return
-        except ConnectorError as exc:
+        if event is not None:
+            await publish(self.runtime, event)
+
+    async def _handle_error(self, job: Job, exc: BaseException) -> None:
+        """Retry or fail ``job`` according to the class of ``exc``."""
+        if isinstance(exc, JobLost):
+            _log.warning("job %s was reclaimed by another worker; results discarded", job.id)
+        elif isinstance(exc, ConnectorError):
             await self._failed(
                 job,
                 exc.message,
@@ -96,9 +114,9 @@ class Worker:
                 retry_after=getattr(exc, "retry_after", None),
                 rolled_back=getattr(exc, "rolled_back", None),
             )
-            return
-        except Exception as exc:  # noqa: BLE001 - a connector bug is retried a bounded number of times
-            _log.exception("job %s (%s) raised unexpectedly", job.id, job.type)
+        elif isinstance(exc, Exception):
+            # A connector or database bug: retried a bounded number of times, traceback logged.
+            _log.error("job %s (%s) raised unexpectedly", job.id, job.type, exc_info=exc)
             await self._failed(
                 job,
                 f"internal error: {type(exc).__name__}",
@@ -106,9 +124,8 @@ class Worker:
                 retry_after=None,
                 rolled_back=None,
             )
-            return
-        if event is not None:
-            await publish(self.runtime, event)
+        else:
+            raise exc  # CancelledError and friends propagate
 
     async def _failed(
         self,

@@ -9,10 +9,12 @@ retry and failure from the exception's class.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from certctl.db.base import new_id, utcnow
 from certctl.db.models import (
@@ -42,13 +44,20 @@ from certctl_sdk import (
     Target,
 )
 from certctl_sdk.errors import ConfigurationError, RejectedError
-from certctl_sdk.models import KeyType
+from certctl_sdk.models import CertificateBundle, KeyType
 from certctl_sdk.pem import bundle_from_pem
 
 if TYPE_CHECKING:
     from certctl.runtime import Runtime
 
-__all__ = ["JobLost", "execute_deployment", "execute_issuance", "key_context", "renew_at_for"]
+__all__ = [
+    "IssuanceOutcome",
+    "JobLost",
+    "execute_deployment",
+    "execute_issuances",
+    "key_context",
+    "renew_at_for",
+]
 
 
 class JobLost(Exception):
@@ -79,11 +88,74 @@ def _actor(job: Job) -> Actor:
     )
 
 
-async def execute_issuance(runtime: Runtime, job: Job, worker_id: str) -> LifecycleEvent | None:
-    """Issue (or renew) the job's certificate through its issuer."""
+class _Signed(NamedTuple):
+    job: Job
+    certificate_id: str
+    profile: CertificateProfile | None
+    bundle: CertificateBundle
+    csr_pem: str
+    key_pem: str
+
+
+IssuanceOutcome = LifecycleEvent | None | BaseException
+"""Per job: the event to publish, None (nothing to publish), or the exception that stopped it."""
+
+
+async def execute_issuances(
+    runtime: Runtime, batch: Sequence[Job], worker_id: str
+) -> list[IssuanceOutcome]:
+    """Issue (or renew) the certificates of a batch of claimed jobs.
+
+    Rows are read with one query per table, connector calls run concurrently, and every
+    successful issuance of the batch is recorded in one transaction: the per-certificate cost
+    is the signature and a few rows in bulk statements, not a dozen round trips.
+    """
     async with runtime.sessions() as session:
-        cert = await session.get(ManagedCertificate, job.certificate_id)
-        if cert is None or cert.status == "archived":
+        certs = await _by_id(session, ManagedCertificate, {j.certificate_id for j in batch})
+        profiles = await _by_id(
+            session, CertificateProfile, {c.profile_id for c in certs.values() if c.profile_id}
+        )
+        issuers = await _by_id(session, ConnectorInstance, {c.issuer_id for c in certs.values()})
+    signed = await asyncio.gather(
+        *(_sign(runtime, job, certs, profiles, issuers, worker_id) for job in batch),
+        return_exceptions=True,
+    )
+    outcomes: dict[str, IssuanceOutcome] = {}
+    ready: list[_Signed] = []
+    for job, result in zip(batch, signed, strict=True):
+        if isinstance(result, _Signed):
+            ready.append(result)
+        else:
+            outcomes[job.id] = result
+    if ready:
+        try:
+            events = await _record_issued(runtime, ready, worker_id)
+        except Exception as exc:  # noqa: BLE001 - the whole batch's write failed; each job retries
+            events = {item.job.id: exc for item in ready}
+        outcomes.update(events)
+    return [outcomes.get(job.id) for job in batch]
+
+
+async def _by_id(session: AsyncSession, model: Any, ids: set[Any]) -> dict[str, Any]:
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    rows = await session.scalars(select(model).where(model.id.in_(wanted)))
+    return {row.id: row for row in rows}
+
+
+async def _sign(
+    runtime: Runtime,
+    job: Job,
+    certs: dict[str, ManagedCertificate],
+    profiles: dict[str, CertificateProfile],
+    issuers: dict[str, ConnectorInstance],
+    worker_id: str,
+) -> _Signed | None:
+    """Key, CSR, policy and the issuer call for one job; None when there is nothing to record."""
+    cert = certs.get(job.certificate_id or "")
+    if cert is None or cert.status == "archived":
+        async with runtime.sessions() as session:
             await jobs.finish(
                 session,
                 job,
@@ -92,11 +164,9 @@ async def execute_issuance(runtime: Runtime, job: Job, worker_id: str) -> Lifecy
                 result={"reason": "certificate archived or deleted"},
             )
             await session.commit()
-            return None
-        profile = (
-            await session.get(CertificateProfile, cert.profile_id) if cert.profile_id else None
-        )
-        issuer_row = await session.get(ConnectorInstance, cert.issuer_id)
+        return None
+    profile = profiles.get(cert.profile_id or "")
+    issuer_row = issuers.get(cert.issuer_id)
     if issuer_row is None or not issuer_row.enabled:
         raise ConfigurationError("the certificate's issuer is missing or disabled")
     issuer = runtime.connectors.instance(issuer_row)
@@ -168,105 +238,130 @@ async def execute_issuance(runtime: Runtime, job: Job, worker_id: str) -> Lifecy
         key_pem = runtime.box.decrypt(
             str(job.result["_pending_key_enc"]), f"pending-key:{job.id}"
         ).decode()
-
-    bundle = bundle_from_pem(outcome.certificate_pem, outcome.chain_pem)
-    version_id = new_id("ver")
-    now = utcnow()
-    async with runtime.sessions() as session:
-        cert = await session.get(ManagedCertificate, cert.id)
-        assert cert is not None
-        number = (
-            await session.scalar(
-                select(func.max(CertificateVersion.version)).where(
-                    CertificateVersion.certificate_id == cert.id
-                )
-            )
-            or 0
-        ) + 1
-        session.add(
-            CertificateVersion(
-                id=version_id,
-                certificate_id=cert.id,
-                version=number,
-                serial_number=bundle.serial,
-                fingerprint_sha256=bundle.fingerprint_sha256,
-                not_before=bundle.not_before,
-                not_after=bundle.not_after,
-                certificate_pem=bundle.certificate_pem,
-                chain_pem="".join(bundle.chain_pem),
-                csr_pem=csr_pem,
-                key_type=cert.key_type,
-                private_key_enc=runtime.box.encrypt(str(key_pem).encode(), key_context(version_id)),
-                job_id=job.id,
-                created_at=now,
-            )
-        )
-        renewed = cert.current_version_id is not None
-        cert.status = "active"
-        cert.serial_number = bundle.serial
-        cert.fingerprint_sha256 = bundle.fingerprint_sha256
-        cert.expires_at = bundle.not_after
-        cert.renew_at = renew_at_for(cert, profile, bundle.not_before, bundle.not_after)
-        cert.current_version_id = version_id
-        cert.last_error = None
-        cert.last_renewal_at = now if renewed else cert.last_renewal_at
-        cert.updated_at = now
-        targets = list(
-            await session.scalars(
-                select(CertificateTarget.target_id).where(
-                    CertificateTarget.certificate_id == cert.id
-                )
-            )
-        )
-        deploy_jobs = [
-            await jobs.enqueue(
-                session,
-                type="deployment",
-                idempotency_key=f"deploy:{version_id}:{target}",
-                certificate_id=cert.id,
-                target_id=target,
-                version_id=version_id,
-                requested_by=job.requested_by,
-                max_attempts=runtime.settings.job_max_attempts,
-            )
-            for target in targets
-        ]
-        action = "certificate.renewed" if renewed else "certificate.issued"
-        details = {
-            "job_id": job.id,
-            "version": number,
-            "serial": bundle.serial,
-            "not_after": bundle.not_after.isoformat(),
-            "issuer_id": cert.issuer_id,
-            "deployment_jobs": [j.id for j in deploy_jobs],
-        }
-        record(
-            session,
-            _actor(job),
-            action,
-            resource_type="certificate",
-            resource_id=cert.id,
-            category="cert_lifecycle",
-            details=details,
-        )
-        if not await jobs.finish(
-            session,
-            job,
-            worker_id=worker_id,
-            status="completed",
-            result={"version_id": version_id, "serial": bundle.serial},
-        ):
-            await session.rollback()
-            raise JobLost(job.id)
-        await session.commit()
-    return LifecycleEvent(
-        type=EventType.CERTIFICATE_RENEWED if renewed else EventType.CERTIFICATE_ISSUED,
-        occurred_at=now,
+    assert key_pem is not None
+    return _Signed(
+        job=job,
         certificate_id=cert.id,
-        job_id=job.id,
-        actor=job.requested_by,
-        details=details | {"common_name": cert.common_name},
+        profile=profile,
+        bundle=bundle_from_pem(outcome.certificate_pem, outcome.chain_pem),
+        csr_pem=csr_pem,
+        key_pem=key_pem,
     )
+
+
+async def _record_issued(
+    runtime: Runtime, batch: list[_Signed], worker_id: str
+) -> dict[str, IssuanceOutcome]:
+    """Store versions, update certificates, enqueue deployments, audit and complete the jobs."""
+    now = utcnow()
+    outcomes: dict[str, IssuanceOutcome] = {}
+    async with runtime.sessions() as session:
+        held = await jobs.still_held(session, [item.job.id for item in batch], worker_id)
+        for item in batch:
+            if item.job.id not in held:
+                outcomes[item.job.id] = JobLost(item.job.id)
+        batch = [item for item in batch if item.job.id in held]
+        if not batch:
+            return outcomes
+        cert_ids = [item.certificate_id for item in batch]
+        certs = await _by_id(session, ManagedCertificate, set(cert_ids))
+        numbers: dict[str, int] = {
+            cert_id: number
+            for cert_id, number in await session.execute(
+                select(CertificateVersion.certificate_id, func.max(CertificateVersion.version))
+                .where(CertificateVersion.certificate_id.in_(cert_ids))
+                .group_by(CertificateVersion.certificate_id)
+            )
+        }
+        targets: dict[str, list[str]] = {c: [] for c in cert_ids}
+        for cert_id, target_id in await session.execute(
+            select(CertificateTarget.certificate_id, CertificateTarget.target_id).where(
+                CertificateTarget.certificate_id.in_(cert_ids)
+            )
+        ):
+            targets[cert_id].append(target_id)
+        deploy_rows: list[dict[str, Any]] = []
+        finished: dict[str, dict[str, Any]] = {}
+        for item in batch:
+            cert, bundle, job = certs[item.certificate_id], item.bundle, item.job
+            version_id = new_id("ver")
+            number = (numbers.get(cert.id) or 0) + 1
+            numbers[cert.id] = number
+            session.add(
+                CertificateVersion(
+                    id=version_id,
+                    certificate_id=cert.id,
+                    version=number,
+                    serial_number=bundle.serial,
+                    fingerprint_sha256=bundle.fingerprint_sha256,
+                    not_before=bundle.not_before,
+                    not_after=bundle.not_after,
+                    certificate_pem=bundle.certificate_pem,
+                    chain_pem="".join(bundle.chain_pem),
+                    csr_pem=item.csr_pem,
+                    key_type=cert.key_type,
+                    private_key_enc=runtime.box.encrypt(
+                        item.key_pem.encode(), key_context(version_id)
+                    ),
+                    job_id=job.id,
+                    created_at=now,
+                )
+            )
+            renewed = cert.current_version_id is not None
+            cert.status = "active"
+            cert.serial_number = bundle.serial
+            cert.fingerprint_sha256 = bundle.fingerprint_sha256
+            cert.expires_at = bundle.not_after
+            cert.renew_at = renew_at_for(cert, item.profile, bundle.not_before, bundle.not_after)
+            cert.current_version_id = version_id
+            cert.last_error = None
+            cert.last_renewal_at = now if renewed else cert.last_renewal_at
+            cert.updated_at = now
+            deployments = [
+                jobs.job_values(
+                    type="deployment",
+                    idempotency_key=f"deploy:{version_id}:{target}",
+                    certificate_id=cert.id,
+                    target_id=target,
+                    version_id=version_id,
+                    requested_by=job.requested_by,
+                    max_attempts=runtime.settings.job_max_attempts,
+                    now=now,
+                )
+                for target in sorted(targets[cert.id])
+            ]
+            deploy_rows += deployments
+            details = {
+                "job_id": job.id,
+                "version": number,
+                "serial": bundle.serial,
+                "not_after": bundle.not_after.isoformat(),
+                "issuer_id": cert.issuer_id,
+                "deployment_jobs": [d["id"] for d in deployments],
+            }
+            record(
+                session,
+                _actor(job),
+                "certificate.renewed" if renewed else "certificate.issued",
+                resource_type="certificate",
+                resource_id=cert.id,
+                category="cert_lifecycle",
+                details=details,
+            )
+            finished[job.id] = {"version_id": version_id, "serial": bundle.serial}
+            outcomes[job.id] = LifecycleEvent(
+                type=EventType.CERTIFICATE_RENEWED if renewed else EventType.CERTIFICATE_ISSUED,
+                occurred_at=now,
+                certificate_id=cert.id,
+                job_id=job.id,
+                actor=job.requested_by,
+                details=details | {"common_name": cert.common_name},
+            )
+        await session.flush()
+        await jobs.insert_many(session, deploy_rows)
+        await jobs.complete_many(session, finished)
+        await session.commit()
+    return outcomes
 
 
 async def execute_deployment(runtime: Runtime, job: Job, worker_id: str) -> LifecycleEvent | None:

@@ -41,17 +41,49 @@ def _dialect(session: AsyncSession) -> str:
     return bind.dialect.name
 
 
-def _insert_ignoring_duplicates(dialect: str, values: dict[str, Any]) -> Any:
-    if dialect == "postgresql":
-        return (
-            pg_insert(Job)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        )
-    return (
-        sqlite_insert(Job)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+def job_values(
+    *,
+    type: str,
+    idempotency_key: str,
+    certificate_id: str | None,
+    requested_by: str,
+    max_attempts: int,
+    target_id: str | None = None,
+    version_id: str | None = None,
+    run_at: datetime | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The column values of a new pending job."""
+    now = now or utcnow()
+    return {
+        "id": new_id("job"),
+        "type": type,
+        "status": "pending",
+        "certificate_id": certificate_id,
+        "target_id": target_id,
+        "version_id": version_id,
+        "idempotency_key": idempotency_key,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "next_run_at": run_at or now,
+        "result": {},
+        "requested_by": requested_by,
+        "created_at": now,
+    }
+
+
+async def insert_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert jobs in one statement; rows whose idempotency key exists are skipped.
+
+    ``INSERT … ON CONFLICT DO NOTHING`` decides atomically on both databases, so concurrent
+    callers with one key end up with exactly one job.
+    """
+    if not rows:
+        return
+    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
+    await session.flush()
+    await session.execute(
+        insert(Job).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
     )
 
 
@@ -67,32 +99,52 @@ async def enqueue(
     version_id: str | None = None,
     run_at: datetime | None = None,
 ) -> Job:
-    """Add a job, or return the existing job with the same idempotency key.
-
-    One ``INSERT … ON CONFLICT DO NOTHING`` decides atomically, on both databases, whether this
-    call created the job; concurrent callers with one key all get the same row.
-    """
-    now = utcnow()
-    values: dict[str, Any] = {
-        "id": new_id("job"),
-        "type": type,
-        "status": "pending",
-        "certificate_id": certificate_id,
-        "target_id": target_id,
-        "version_id": version_id,
-        "idempotency_key": idempotency_key,
-        "attempts": 0,
-        "max_attempts": max_attempts,
-        "next_run_at": run_at or now,
-        "result": {},
-        "requested_by": requested_by,
-        "created_at": now,
-    }
-    await session.flush()
-    await session.execute(_insert_ignoring_duplicates(_dialect(session), values))
+    """Add a job, or return the existing job with the same idempotency key."""
+    values = job_values(
+        type=type,
+        idempotency_key=idempotency_key,
+        certificate_id=certificate_id,
+        requested_by=requested_by,
+        max_attempts=max_attempts,
+        target_id=target_id,
+        version_id=version_id,
+        run_at=run_at,
+    )
+    await insert_many(session, [values])
     job = await session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
     assert job is not None
     return job
+
+
+async def still_held(session: AsyncSession, job_ids: list[str], worker_id: str) -> set[str]:
+    """Which of ``job_ids`` this worker still holds; on PostgreSQL they stay locked until commit."""
+    query = select(Job.id).where(
+        Job.id.in_(job_ids), Job.claimed_by == worker_id, Job.status == "running"
+    )
+    if _dialect(session) == "postgresql":
+        query = query.with_for_update()
+    return set(await session.scalars(query))
+
+
+async def complete_many(session: AsyncSession, results: dict[str, dict[str, Any]]) -> None:
+    """Mark held jobs completed with their results (check :func:`still_held` first)."""
+    if not results:
+        return
+    now = utcnow()
+    await session.execute(
+        update(Job),
+        [
+            {
+                "id": job_id,
+                "status": "completed",
+                "result": result,
+                "last_error": None,
+                "completed_at": now,
+                "lease_expires_at": None,
+            }
+            for job_id, result in results.items()
+        ],
+    )
 
 
 def _claimable(now: datetime) -> Any:
