@@ -9,7 +9,7 @@ from certctl.db.models import ApiKey, ConnectorInstance
 from certctl.domain.auth.actor import Actor
 from certctl.domain.auth.keystore import generate_api_key, hash_api_key
 from certctl.domain.certificates.schemas import CertificateCreate
-from certctl.domain.certificates.service import create_certificate
+from certctl.domain.certificates.service import create_certificates
 from certctl.domain.connectors.schemas import ConnectorCreate
 from certctl.domain.profiles.schemas import ProfileIn
 from certctl.domain.profiles.service import create_profile
@@ -59,20 +59,22 @@ async def seed_demo(runtime: Runtime) -> str:
                 ),
                 actor,
             )
-            for host in DEMO_HOSTS:
-                await create_certificate(
-                    session,
+            await create_certificates(
+                session,
+                [
                     CertificateCreate(
                         common_name=host,
                         issuer_id=issuer.id,
                         profile_id=profile.id,
                         validity_days=30,
                         environment="demo",
-                    ),
-                    actor,
-                    default_validity_days=runtime.settings.default_validity_days,
-                    max_attempts=runtime.settings.job_max_attempts,
-                )
+                    )
+                    for host in DEMO_HOSTS
+                ],
+                actor,
+                default_validity_days=runtime.settings.default_validity_days,
+                max_attempts=runtime.settings.job_max_attempts,
+            )
         await session.commit()
     await runtime.worker.drain()
     return plaintext

@@ -14,6 +14,7 @@ from certctl.domain.audit.service import record
 from certctl.domain.certificates import service
 from certctl.domain.certificates.schemas import (
     CertificateAccepted,
+    CertificateBulkCreate,
     CertificateCreate,
     CertificateOut,
     CertificateUpdate,
@@ -69,9 +70,9 @@ class CertificateController(Controller):
         data: JSONBody[CertificateCreate],
     ) -> CertificateAccepted:
         """Create a managed certificate; it is issued (and deployed) by a job."""
-        cert, job, targets = await service.create_certificate(
+        [(cert, job, targets)] = await service.create_certificates(
             session,
-            data,
+            [data],
             actor,
             default_validity_days=runtime.settings.default_validity_days,
             max_attempts=runtime.settings.job_max_attempts,
@@ -81,6 +82,29 @@ class CertificateController(Controller):
         return CertificateAccepted(
             certificate=service.to_out(cert, targets), job=service.job_out(job)
         )
+
+    @post("/bulk", opt={"permission": "cert.issue"}, status_code=202)
+    async def create_certificates_bulk(
+        self,
+        runtime: RuntimeDep,
+        session: SessionDep,
+        actor: ActorDep,
+        data: JSONBody[CertificateBulkCreate],
+    ) -> list[CertificateAccepted]:
+        """Create up to 500 certificates in one transaction: all are accepted or none is."""
+        created = await service.create_certificates(
+            session,
+            data.certificates,
+            actor,
+            default_validity_days=runtime.settings.default_validity_days,
+            max_attempts=runtime.settings.job_max_attempts,
+        )
+        await session.commit()
+        runtime.worker.wake()
+        return [
+            CertificateAccepted(certificate=service.to_out(c, t), job=service.job_out(j))
+            for c, j, t in created
+        ]
 
     @get("/{certificate_id:str}", opt={"permission": "cert.read"})
     async def get_certificate(

@@ -265,14 +265,12 @@ async def _record_issued(
             return outcomes
         cert_ids = [item.certificate_id for item in batch]
         certs = await _by_id(session, ManagedCertificate, set(cert_ids))
-        numbers: dict[str, int] = {
-            cert_id: number
-            for cert_id, number in await session.execute(
-                select(CertificateVersion.certificate_id, func.max(CertificateVersion.version))
-                .where(CertificateVersion.certificate_id.in_(cert_ids))
-                .group_by(CertificateVersion.certificate_id)
-            )
-        }
+        version_rows = await session.execute(
+            select(CertificateVersion.certificate_id, func.max(CertificateVersion.version))
+            .where(CertificateVersion.certificate_id.in_(cert_ids))
+            .group_by(CertificateVersion.certificate_id)
+        )
+        numbers: dict[str, int] = {row[0]: row[1] for row in version_rows}
         targets: dict[str, list[str]] = {c: [] for c in cert_ids}
         for cert_id, target_id in await session.execute(
             select(CertificateTarget.certificate_id, CertificateTarget.target_id).where(

@@ -11,6 +11,7 @@ from certctl_sdk.models import KeyType
 
 __all__ = [
     "CertificateAccepted",
+    "CertificateBulkCreate",
     "CertificateCreate",
     "CertificateOut",
     "CertificateUpdate",
@@ -39,6 +40,12 @@ class CertificateCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     renew_before_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
     environment: Annotated[str, msgspec.Meta(max_length=64)] = ""
     tags: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class CertificateBulkCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Up to 500 certificates at once (fleet onboarding); all are accepted or none."""
+
+    certificates: Annotated[list[CertificateCreate], msgspec.Meta(min_length=1, max_length=500)]
 
 
 class CertificateUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

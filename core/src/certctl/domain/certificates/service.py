@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Select, delete, func, select
@@ -25,13 +26,13 @@ from certctl.domain.certificates.schemas import (
 )
 from certctl.domain.jobs import service as jobs
 from certctl.domain.policy import IssuancePolicyInput, check_issuance
-from certctl.errors import BadRequest, Conflict, NotFound
+from certctl.errors import BadRequest, CertctlError, Conflict, NotFound
 from certctl.lib.names import classify_sans
 from certctl_sdk.models import ExtendedKeyUsage, KeyType
 
 __all__ = [
     "CertificateFilter",
-    "create_certificate",
+    "create_certificates",
     "get_certificate",
     "job_out",
     "request_deployment",
@@ -136,7 +137,7 @@ async def _set_targets(session: AsyncSession, certificate_id: str, target_ids: l
     )
 
 
-async def create_certificate(
+async def _prepare(
     session: AsyncSession,
     data: CertificateCreate,
     actor: Actor,
@@ -144,7 +145,7 @@ async def create_certificate(
     default_validity_days: int,
     max_attempts: int,
 ) -> tuple[ManagedCertificate, Job, list[str]]:
-    """Validate, apply policy, store the certificate and enqueue its issuance (caller commits)."""
+    """Validate one request and apply policy; build, but do not add, its rows."""
     issuer = await session.get(ConnectorInstance, data.issuer_id)
     if issuer is None or issuer.family != "issuer":
         raise BadRequest(f"unknown issuer_id {data.issuer_id!r}")
@@ -200,27 +201,68 @@ async def create_certificate(
         created_at=now,
         updated_at=now,
     )
-    session.add(cert)
-    await session.flush()  # the mapping rows reference it; no ORM relationship orders them
-    session.add_all(CertificateTarget(certificate_id=cert.id, target_id=t) for t in target_ids)
-    job = await jobs.enqueue(
-        session,
-        type="issuance",
-        idempotency_key=f"issue:{cert.id}",
-        certificate_id=cert.id,
-        requested_by=actor.name,
-        max_attempts=max_attempts,
-    )
-    record(
-        session,
-        actor,
-        "certificate.create",
-        resource_type="certificate",
-        resource_id=cert.id,
-        category="cert_lifecycle",
-        details={"common_name": cert.common_name, "issuer_id": issuer.id, "job_id": job.id},
+    # The job's key embeds the new certificate's id, so it cannot exist yet: no upsert needed.
+    job = Job(
+        **jobs.job_values(
+            type="issuance",
+            idempotency_key=f"issue:{cert.id}",
+            certificate_id=cert.id,
+            requested_by=actor.name,
+            max_attempts=max_attempts,
+            now=now,
+        )
     )
     return cert, job, target_ids
+
+
+async def create_certificates(
+    session: AsyncSession,
+    items: Sequence[CertificateCreate],
+    actor: Actor,
+    *,
+    default_validity_days: int,
+    max_attempts: int,
+) -> list[tuple[ManagedCertificate, Job, list[str]]]:
+    """Validate every request, then store all certificates and their issuance jobs.
+
+    All or nothing: the first invalid request raises (naming its index when there are several)
+    before anything is added; the caller commits.
+    """
+    prepared = []
+    for index, data in enumerate(items):
+        try:
+            prepared.append(
+                await _prepare(
+                    session,
+                    data,
+                    actor,
+                    default_validity_days=default_validity_days,
+                    max_attempts=max_attempts,
+                )
+            )
+        except CertctlError as exc:
+            if len(items) == 1:
+                raise
+            raise type(exc)(f"certificates[{index}]: {exc.detail}", **exc.extra) from None
+    session.add_all(cert for cert, _, _ in prepared)
+    await session.flush()  # rows below reference them, and no ORM relationship orders the inserts
+    for cert, job, target_ids in prepared:
+        session.add_all(CertificateTarget(certificate_id=cert.id, target_id=t) for t in target_ids)
+        session.add(job)
+        record(
+            session,
+            actor,
+            "certificate.create",
+            resource_type="certificate",
+            resource_id=cert.id,
+            category="cert_lifecycle",
+            details={
+                "common_name": cert.common_name,
+                "issuer_id": cert.issuer_id,
+                "job_id": job.id,
+            },
+        )
+    return prepared
 
 
 async def update_certificate(
