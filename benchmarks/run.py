@@ -98,9 +98,7 @@ async def _pg(url: str, statement: str) -> None:
         await conn.close()
 
 
-async def _app(
-    database_url: str, data_dir: Path, concurrency: int
-) -> tuple[Any, httpx.AsyncClient]:
+async def _app(database_url: str, data_dir: Path) -> tuple[Any, httpx.AsyncClient]:
     from certctl.app import create_app
     from certctl.settings import Settings, parse_named_api_keys
 
@@ -109,7 +107,6 @@ async def _app(
         database_url=database_url,
         config_encryption_key=ENC_KEY,
         api_keys_named=parse_named_api_keys(f"bench:{ADMIN}:admin"),
-        worker_concurrency=concurrency,
         database_pool_size=20,
     )
     app = create_app(settings, background=False)
@@ -121,10 +118,14 @@ async def _app(
 
 
 async def issuance(
-    database_url: str, data_dir: Path, count: int, concurrency: int
+    database_url: str, data_dir: Path, count: int, concurrency: int, bulk: int = 0
 ) -> dict[str, float]:
-    """Certificates requested over the API, issued by the worker and stored, per second."""
-    app, client = await _app(database_url, data_dir, concurrency)
+    """Certificates requested over the API, issued by the worker and stored, per second.
+
+    ``bulk`` = 0 sends one ``POST /api/v1/certificates`` per certificate; otherwise requests of
+    ``bulk`` certificates go to ``POST /api/v1/certificates/bulk``.
+    """
+    app, client = await _app(database_url, data_dir)
     runtime = app.state.runtime
     headers = {"Authorization": f"Bearer {ADMIN}"}
     try:
@@ -146,21 +147,27 @@ async def issuance(
 
         sem = asyncio.Semaphore(concurrency)
 
+        def body(i: int) -> dict[str, Any]:
+            return {"common_name": f"h{i}.bench.example", "issuer_id": issuer, "validity_days": 30}
+
         async def one(i: int) -> None:
             async with sem:
+                resp = await client.post("/api/v1/certificates", json=body(i), headers=headers)
+                resp.raise_for_status()
+
+        async def batch(first: int) -> None:
+            async with sem:
+                items = [body(i) for i in range(first, min(count, first + bulk))]
                 resp = await client.post(
-                    "/api/v1/certificates",
-                    json={
-                        "common_name": f"h{i}.bench.example",
-                        "issuer_id": issuer,
-                        "validity_days": 30,
-                    },
-                    headers=headers,
+                    "/api/v1/certificates/bulk", json={"certificates": items}, headers=headers
                 )
                 resp.raise_for_status()
 
         start = time.perf_counter()
-        api_done = asyncio.gather(*(one(i) for i in range(count)))
+        if bulk:
+            api_done = asyncio.gather(*(batch(i) for i in range(0, count, bulk)))
+        else:
+            api_done = asyncio.gather(*(one(i) for i in range(count)))
         worker_done = asyncio.create_task(_drain_until(runtime, count + 1))
         await api_done
         await worker_done
@@ -172,6 +179,36 @@ async def issuance(
         if active != count + 1:
             raise RuntimeError(f"expected {count + 1} active certificates, found {active}")
         return {"issued_per_s": count / elapsed, "seconds": elapsed}
+    finally:
+        await client.aclose()
+        await runtime.stop()
+
+
+async def worker_alone(database_url: str, data_dir: Path, count: int) -> float:
+    """Issuance jobs completed per second by one worker, with ``count`` jobs already queued."""
+    app, client = await _app(database_url, data_dir)
+    runtime = app.state.runtime
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    try:
+        r = await client.post(
+            "/api/v1/issuers",
+            json={"name": "bench", "type": "local", "config": {}},
+            headers=headers,
+        )
+        r.raise_for_status()
+        issuer = r.json()["id"]
+        for first in range(0, count, 500):
+            items = [
+                {"common_name": f"w{i}.bench.example", "issuer_id": issuer}
+                for i in range(first, min(count, first + 500))
+            ]
+            resp = await client.post(
+                "/api/v1/certificates/bulk", json={"certificates": items}, headers=headers
+            )
+            resp.raise_for_status()
+        start = time.perf_counter()
+        await _drain_until(runtime, count)
+        return count / (time.perf_counter() - start)
     finally:
         await client.aclose()
         await runtime.stop()
@@ -203,7 +240,7 @@ async def list_latency(
     from certctl.db.base import utcnow
     from certctl.db.models import ConnectorInstance, ManagedCertificate
 
-    app, client = await _app(database_url, data_dir, 8)
+    app, client = await _app(database_url, data_dir)
     runtime = app.state.runtime
     headers = {"Authorization": f"Bearer {ADMIN}"}
     try:
@@ -366,6 +403,7 @@ def main() -> None:
             bulk = asyncio.run(
                 issuance(url("bulk"), base / "d3", args.bulk_count, args.concurrency, bulk=500)
             )
+            alone = asyncio.run(worker_alone(url("worker"), base / "d4", args.bulk_count))
             latency = asyncio.run(list_latency(url("list"), base / "d2", args.rows, args.requests))
             print(f"\n[{name}]")
             print(
@@ -375,6 +413,10 @@ def main() -> None:
             print(
                 f"  issuance via bulk API (500 per request, {args.bulk_count} certs): "
                 f"{bulk['issued_per_s']:,.0f} certs/s  ({bulk['issued_per_s'] / ceiling:.1%} of the bare ceiling)"
+            )
+            print(
+                f"  worker alone ({args.bulk_count} issuance jobs queued, one process): "
+                f"{alone:,.0f} certs/s  ({alone / ceiling:.1%} of the bare ceiling)"
             )
             print(
                 f"  GET /api/v1/certificates with {args.rows:,} stored: p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms"

@@ -155,6 +155,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     worker_enabled: bool = True
     worker_concurrency: int = 8
+    """Deployments (and other external work) run at once per process."""
+    worker_batch_size: int = 256
+    """Jobs claimed per round; issuances of a round are signed and recorded together."""
     worker_poll_interval: float = 0.5
     job_max_attempts: int = 5
     job_lease_seconds: int = 300
@@ -211,6 +214,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "log_level": (e.get("CERTCTL_LOG_LEVEL") or "info").lower(),
             "worker_enabled": _bool(e, "CERTCTL_WORKER_ENABLED", True),
             "worker_concurrency": _int(e, "CERTCTL_WORKER_CONCURRENCY", 8, minimum=1),
+            "worker_batch_size": _int(e, "CERTCTL_WORKER_BATCH_SIZE", 256, minimum=1),
             "job_max_attempts": _int(e, "CERTCTL_JOB_MAX_ATTEMPTS", 5, minimum=1),
             "renewal_check_interval": _float(e, "CERTCTL_RENEWAL_CHECK_INTERVAL", 60.0),
             "database_pool_size": _int(e, "CERTCTL_DATABASE_MAX_CONNS", 10, minimum=1),

@@ -35,6 +35,7 @@ class Worker:
         self.runtime = runtime
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('w')}"
         self._wake = asyncio.Event()
+        self._external = asyncio.Semaphore(runtime.settings.worker_concurrency)
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll (called after enqueueing)."""
@@ -64,7 +65,7 @@ class Worker:
             claimed = await jobs.claim(
                 session,
                 worker_id=self.worker_id,
-                limit=settings.worker_concurrency,
+                limit=settings.worker_batch_size,
                 lease_seconds=settings.job_lease_seconds,
             )
         if claimed:
@@ -95,7 +96,8 @@ class Worker:
         try:
             if job.type != "deployment":
                 raise ConnectorError(f"unknown job type {job.type!r}")
-            event = await execute_deployment(self.runtime, job, self.worker_id)
+            async with self._external:
+                event = await execute_deployment(self.runtime, job, self.worker_id)
         except Exception as exc:  # noqa: BLE001 - classified in _handle_error
             await self._handle_error(job, exc)
             return
