@@ -241,23 +241,35 @@ async def test_bulk_create_is_all_or_nothing(client, admin_headers, database_url
     issuer = await _issuer(client, admin_headers)
     items = [{"common_name": f"h{i}.bulk.test", "issuer_id": issuer} for i in range(4)]
     items[2] = {"common_name": "bad name.bulk.test", "issuer_id": issuer}
-    r = await client.post("/api/v1/certificates/bulk", json={"certificates": items}, headers=admin_headers)
+    r = await client.post(
+        "/api/v1/certificates/bulk", json={"certificates": items}, headers=admin_headers
+    )
     assert r.status_code == 400, r.text
     assert r.json()["detail"].startswith("certificates[2]: ")
     assert await _count(database_url, "managed_certificates") == 0
     assert await _count(database_url, "jobs") == 0
 
     items[2] = {"common_name": "h2.bulk.test", "issuer_id": issuer}
-    r = await client.post("/api/v1/certificates/bulk", json={"certificates": items}, headers=admin_headers)
+    r = await client.post(
+        "/api/v1/certificates/bulk", json={"certificates": items}, headers=admin_headers
+    )
     assert r.status_code == 202, r.text
     accepted = r.json()
-    assert [a["certificate"]["common_name"] for a in accepted] == [f"h{i}.bulk.test" for i in range(4)]
+    assert [a["certificate"]["common_name"] for a in accepted] == [
+        f"h{i}.bulk.test" for i in range(4)
+    ]
     await client.runtime.worker.drain()
-    listed = (await client.get("/api/v1/certificates", params={"status": "active"}, headers=admin_headers)).json()
+    listed = (
+        await client.get("/api/v1/certificates", params={"status": "active"}, headers=admin_headers)
+    ).json()
     assert listed["total"] == 4
     assert len({c["serial_number"] for c in listed["data"]}) == 4
 
-    r = await client.post("/api/v1/certificates/bulk", json={"certificates": []}, headers=admin_headers)
+    r = await client.post(
+        "/api/v1/certificates/bulk", json={"certificates": []}, headers=admin_headers
+    )
     assert r.status_code == 400
-    r = await client.post("/api/v1/certificates/bulk", json={"certificates": items * 126}, headers=admin_headers)
+    r = await client.post(
+        "/api/v1/certificates/bulk", json={"certificates": items * 126}, headers=admin_headers
+    )
     assert r.status_code == 400 and "500" in r.text

@@ -129,3 +129,9 @@ async def test_ready_is_503_when_the_schema_is_not_at_head(client):
         await conn.execute(sa.text("DELETE FROM alembic_version"))
     r = await client.get("/ready")
     assert r.status_code == 503
+
+
+def test_schema_head_constant_matches_the_migration_scripts():
+    from certctl.db.migrate import SCHEMA_HEAD
+
+    assert head_revision() == SCHEMA_HEAD

@@ -9,7 +9,7 @@ from litestar import Controller, Response, get
 from sqlalchemy import text
 
 from certctl import __version__
-from certctl.db.migrate import current_revision, head_revision
+from certctl.db.migrate import SCHEMA_HEAD, schema_is_current
 from certctl.lib.deps import RuntimeDep
 from certctl.plugins.manager import PluginHost
 
@@ -88,16 +88,16 @@ class SystemController(Controller):
         try:
             async with runtime.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-            revision = await current_revision(runtime.engine)
+            current = await schema_is_current(runtime.engine)
         except Exception as exc:  # noqa: BLE001 - any database failure means not ready
             return Response(
                 {"status": "unavailable", "database": type(exc).__name__}, status_code=503
             )
-        if revision != head_revision():
+        if not current:
             return Response(
                 {"status": "unavailable", "database": "schema not migrated"}, status_code=503
             )
-        return Response({"status": "ready", "database": "ok", "schema": revision})
+        return Response({"status": "ready", "database": "ok", "schema": SCHEMA_HEAD})
 
     @get("/api/v1/version", opt={"public": True}, sync_to_thread=False)
     def version(self) -> VersionOut:
