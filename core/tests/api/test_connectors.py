@@ -136,3 +136,22 @@ async def test_oversized_body_is_413(app_factory, admin_headers):
     r = await _create_webhook(client, admin_headers, headers={"x-pad": "a" * 5000})
     assert r.status_code == 413
     assert r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_state_store_add_is_atomic_across_concurrent_callers(client, admin_headers):
+    import asyncio
+
+    from certctl.domain.connectors.state import DatabaseStateStore
+
+    created = (await _create_webhook(client, admin_headers)).json()
+    runtime = client.runtime
+    stores = [DatabaseStateStore(created["id"], runtime.sessions, runtime.box) for _ in range(5)]
+    won = await asyncio.gather(
+        *(s.add("root", f"value-{i}".encode()) for i, s in enumerate(stores))
+    )
+    assert sum(won) == 1
+    winner = won.index(True)
+    assert await stores[0].get("root") == f"value-{winner}".encode()
+    assert await stores[1].add("root", b"again") is False
+    await stores[1].set("root", b"replaced")
+    assert await stores[2].get("root") == b"replaced"

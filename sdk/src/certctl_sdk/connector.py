@@ -48,6 +48,14 @@ class StateStore(Protocol):
         """Store ``value`` under ``key``, replacing any previous value."""
         ...
 
+    async def add(self, key: str, value: bytes) -> bool:
+        """Store ``value`` only if ``key`` is absent; True when this call stored it.
+
+        Atomic across replicas: use it for values that must be created once (a CA root, an
+        account key) and read the winner back when it returns False.
+        """
+        ...
+
     async def delete(self, key: str) -> None:
         """Remove ``key``; absent keys are ignored."""
         ...

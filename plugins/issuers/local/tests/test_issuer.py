@@ -879,10 +879,10 @@ async def test_concurrent_first_use_generates_one_root(make_issuer):
     class CountingStore(MemoryStateStore):
         writes = 0
 
-        async def set(self, key: str, value: bytes) -> None:
+        async def add(self, key: str, value: bytes) -> bool:
             self.writes += 1
             await asyncio.sleep(0)  # yield, as a database write would
-            await super().set(key, value)
+            return await super().add(key, value)
 
     state = CountingStore()
     issuer = make_issuer(state=state)
@@ -893,18 +893,20 @@ async def test_concurrent_first_use_generates_one_root(make_issuer):
 
 
 async def test_replica_that_lost_the_race_adopts_the_stored_root(make_issuer):
-    """Two replicas generating at once converge on whatever was written last."""
+    """Two replicas generating at once: the first atomic add wins and the other adopts it."""
     other_replica = MemoryStateStore()
     await make_issuer(state=other_replica).ca_certificates()
     winning_root = other_replica.data[ROOT_STATE_KEY]
 
     class RacingStore(MemoryStateStore):
-        async def set(self, key: str, value: bytes) -> None:
-            await super().set(key, value)
-            self.data[key] = winning_root  # the other replica's write lands right after ours
+        async def add(self, key: str, value: bytes) -> bool:
+            self.data[key] = winning_root  # the other replica's add lands just before ours
+            return await super().add(key, value)
 
-    chain = await make_issuer(state=RacingStore()).ca_certificates()
+    store = RacingStore()
+    chain = await make_issuer(state=store).ca_certificates()
     assert chain == await make_issuer(state=other_replica).ca_certificates()
+    assert store.data[ROOT_STATE_KEY] == winning_root
 
 
 async def test_a_damaged_stored_root_is_reported_not_replaced(make_issuer):

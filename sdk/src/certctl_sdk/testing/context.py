@@ -36,6 +36,15 @@ class MemoryStateStore:
             raise TypeError("state values are bytes")  # the core's store only takes bytes
         self.data[key] = value
 
+    async def add(self, key: str, value: bytes) -> bool:
+        """Store ``value`` only if ``key`` is absent; True when stored."""
+        if not isinstance(value, bytes):
+            raise TypeError("state values are bytes")
+        if key in self.data:
+            return False
+        self.data[key] = value
+        return True
+
     async def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
         self.data.pop(key, None)

@@ -65,6 +65,16 @@ class DatabaseStateStore:
                 continue  # another replica inserted it first: update on the next pass
         raise RuntimeError(f"could not store state {key!r} for connector {self._id}")
 
+    async def add(self, key: str, value: bytes) -> bool:
+        """Insert ``key`` unless it exists; the unique (connector, key) index decides races."""
+        blob = self._box.encrypt(value, self._context(key))
+        try:
+            async with self._sessions.begin() as session:
+                session.add(ConnectorState(connector_id=self._id, key=key, value=blob))
+        except IntegrityError:
+            return False
+        return True
+
     async def delete(self, key: str) -> None:
         """Remove ``key``."""
         async with self._sessions.begin() as session:

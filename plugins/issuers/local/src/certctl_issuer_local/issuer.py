@@ -47,6 +47,7 @@ from certctl_sdk import (
     RejectedError,
     RevocationReason,
     RevokeRequest,
+    TransientError,
 )
 from certctl_sdk.pem import (
     PemError,
@@ -199,15 +200,19 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
 
         The state value holds the root's private key in clear PEM: the core's state store is
         what encrypts it at rest (bound to this connector and key), as it does for every
-        connector's state. The store has no compare-and-set, so after writing we read back and
-        adopt whatever is stored: if two replicas raced, both converge on the last write.
-        Within one process the instance lock makes generation happen once.
+        connector's state. Replicas racing to create the root use the store's atomic ``add``:
+        exactly one root is stored and every loser adopts it, so no certificate ever chains to a
+        discarded root. Within one process the instance lock makes generation happen once.
         """
         stored = await self.context.state.get(ROOT_STATE_KEY)
         if stored is None:
             blob = await self._generate_root()
-            await self.context.state.set(ROOT_STATE_KEY, blob)
-            stored = await self.context.state.get(ROOT_STATE_KEY) or blob
+            if await self.context.state.add(ROOT_STATE_KEY, blob):
+                stored = blob
+            else:
+                stored = await self.context.state.get(ROOT_STATE_KEY)
+                if stored is None:
+                    raise TransientError("the CA root was created and removed concurrently")
         return _authority_from_state(stored)
 
     async def _generate_root(self) -> bytes:
