@@ -214,6 +214,81 @@ async def worker_alone(database_url: str, data_dir: Path, count: int) -> float:
         await runtime.stop()
 
 
+async def split_processes(database_url: str, data_dir: Path, count: int) -> float:
+    """End to end with the API in this process and ``certctl worker`` in another (PostgreSQL).
+
+    This is the scale-out shape: stateless API replicas and workers sharing one database.
+    """
+    from sqlalchemy import func, select
+
+    from certctl.db.models import ManagedCertificate
+
+    app, client = await _app(database_url, data_dir)  # migrates; runs no worker of its own
+    runtime = app.state.runtime
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    env = dict(
+        os.environ,
+        CERTCTL_DATABASE_URL=database_url,
+        CERTCTL_DATA_DIR=str(data_dir),
+        CERTCTL_CONFIG_ENCRYPTION_KEY=ENC_KEY,
+        CERTCTL_LOG_LEVEL="warning",
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "certctl", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        r = await client.post(
+            "/api/v1/issuers",
+            json={"name": "bench", "type": "local", "config": {}},
+            headers=headers,
+        )
+        r.raise_for_status()
+        issuer = r.json()["id"]
+        r = await client.post(
+            "/api/v1/certificates",
+            json={"common_name": "warm.bench.example", "issuer_id": issuer},
+            headers=headers,
+        )
+        r.raise_for_status()
+
+        async def active() -> int:
+            async with runtime.sessions() as session:
+                n = await session.scalar(
+                    select(func.count())
+                    .select_from(ManagedCertificate)
+                    .where(ManagedCertificate.status == "active")
+                )
+            return int(n or 0)
+
+        while await active() < 1:  # the worker process is up and the CA exists
+            if worker.poll() is not None:
+                raise RuntimeError("certctl worker exited")
+            await asyncio.sleep(0.05)
+        start = time.perf_counter()
+        for first in range(0, count, 500):
+            items = [
+                {"common_name": f"s{i}.bench.example", "issuer_id": issuer}
+                for i in range(first, min(count, first + 500))
+            ]
+            resp = await client.post(
+                "/api/v1/certificates/bulk", json={"certificates": items}, headers=headers
+            )
+            resp.raise_for_status()
+        while await active() < count + 1:
+            if worker.poll() is not None:
+                raise RuntimeError("certctl worker exited")
+            await asyncio.sleep(0.02)
+        return count / (time.perf_counter() - start)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        await client.aclose()
+        await runtime.stop()
+
+
 async def _drain_until(runtime: Any, expected_active: int) -> None:
     from sqlalchemy import func, select
 
@@ -404,6 +479,11 @@ def main() -> None:
                 issuance(url("bulk"), base / "d3", args.bulk_count, args.concurrency, bulk=500)
             )
             alone = asyncio.run(worker_alone(url("worker"), base / "d4", args.bulk_count))
+            split = (
+                asyncio.run(split_processes(url("split"), base / "d5", args.bulk_count))
+                if name == "postgresql"
+                else None
+            )
             latency = asyncio.run(list_latency(url("list"), base / "d2", args.rows, args.requests))
             print(f"\n[{name}]")
             print(
@@ -418,6 +498,11 @@ def main() -> None:
                 f"  worker alone ({args.bulk_count} issuance jobs queued, one process): "
                 f"{alone:,.0f} certs/s  ({alone / ceiling:.1%} of the bare ceiling)"
             )
+            if split is not None:
+                print(
+                    f"  issuance via bulk API, API and `certctl worker` in separate processes: "
+                    f"{split:,.0f} certs/s  ({split / ceiling:.1%} of the bare ceiling)"
+                )
             print(
                 f"  GET /api/v1/certificates with {args.rows:,} stored: p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms"
             )

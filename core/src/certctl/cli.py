@@ -103,6 +103,39 @@ def serve(
 
 
 @main.command()
+@click.option("--data-dir", help="Data directory (CERTCTL_DATA_DIR, default ./data).")
+@click.option("--database-url", help="Database URL (CERTCTL_DATABASE_URL).")
+def worker(data_dir: str | None, database_url: str | None) -> None:
+    """Run only the job worker and renewal scan, without HTTP (scale-out on PostgreSQL).
+
+    Any number of worker processes and ``serve`` replicas can share one PostgreSQL database:
+    jobs are claimed with SKIP LOCKED and completed only by the lease holder.
+    """
+    import signal
+
+    from certctl.runtime import Runtime
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    if not settings.worker_enabled:
+        raise click.ClickException("CERTCTL_WORKER_ENABLED=false: nothing to run")
+
+    async def run() -> None:
+        runtime = Runtime(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await runtime.start(background=True)
+        click.echo(f"certctl worker {runtime.worker.worker_id} running")
+        try:
+            await stop.wait()
+        finally:
+            await runtime.stop()
+
+    asyncio.run(run())
+
+
+@main.command()
 @click.option("--database-url", help="Database URL (CERTCTL_DATABASE_URL).")
 def migrate(database_url: str | None) -> None:
     """Apply database migrations and exit (safe to run from several replicas at once)."""

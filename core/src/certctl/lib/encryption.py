@@ -20,8 +20,8 @@ with it: it is text, versioned by a prefix instead of a magic byte, and binds a 
 **Key caching.** 600k PBKDF2 rounds cost about 0.2 s, which the server cannot pay per row.
 Decryption caches derived keys per salt in a bounded LRU, so reading the same row again derives
 nothing. Encryption still uses a random salt per *key*, not per call: a box derives one
-``(salt, key)`` pair and reuses it for up to 1,000 encryptions or one hour, then draws a new salt.
-Nonces stay random per message, so each key sees at most 1,000 random 96-bit nonces, far below
+``(salt, key)`` pair and reuses it for up to 100,000 encryptions or one hour, then draws a new salt.
+Nonces stay random per message, so each key sees at most 100,000 random 96-bit nonces, far below
 the 2**32 messages NIST SP 800-38D allows per key (collision odds about 2**-77).
 
 Both operations are CPU-bound for ~0.2 s when a key must be derived: call them from async code
@@ -60,7 +60,7 @@ __all__ = [
 FORMAT_VERSION = "v1"
 PBKDF2_ITERATIONS = 600_000
 MIN_PASSPHRASE_LENGTH = 16
-MAX_ENCRYPTIONS_PER_KEY = 1000
+MAX_ENCRYPTIONS_PER_KEY = 100_000
 MAX_KEY_AGE_SECONDS = 3600.0
 
 SALT_SIZE = 16

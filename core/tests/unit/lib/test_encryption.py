@@ -232,11 +232,16 @@ def test_own_ciphertexts_decrypt_without_deriving(kdf: CountingKdf) -> None:
     assert len(kdf.salts) == 1
 
 
-def test_encryption_key_rotates_after_max_uses(kdf: CountingKdf) -> None:
+def test_encryption_key_rotates_after_max_uses(
+    kdf: CountingKdf, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert 1_000 <= MAX_ENCRYPTIONS_PER_KEY <= 2**32  # NIST SP 800-38D random-nonce bound
+    limit = 50
+    monkeypatch.setattr(encryption, "MAX_ENCRYPTIONS_PER_KEY", limit)
     box = SecretBox(PASSPHRASE)
-    blobs = [box.encrypt(b"x", CONTEXT) for _ in range(MAX_ENCRYPTIONS_PER_KEY + 1)]
+    blobs = [box.encrypt(b"x", CONTEXT) for _ in range(limit + 1)]
     salts = [unpack(b)[0] for b in blobs]
-    assert len(set(salts[:MAX_ENCRYPTIONS_PER_KEY])) == 1
+    assert len(set(salts[:limit])) == 1
     assert salts[-1] != salts[0]
     assert kdf.salts == [salts[0], salts[-1]]
     assert len({unpack(b)[1] for b in blobs}) == len(blobs)  # no nonce ever repeats
