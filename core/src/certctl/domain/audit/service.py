@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from certctl.db.base import new_id, utcnow
@@ -13,7 +13,32 @@ from certctl.db.models import AuditEvent
 from certctl.domain.auth.actor import Actor
 from certctl.errors import BadRequest
 
-__all__ = ["AuditFilter", "list_events", "record"]
+__all__ = ["AuditFilter", "audit_row", "list_events", "record", "record_many"]
+
+
+def audit_row(
+    actor: Actor,
+    action: str,
+    *,
+    resource_type: str,
+    resource_id: str,
+    outcome: str = "success",
+    category: str = "config",
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The column values of one audit row."""
+    return {
+        "id": new_id("aud"),
+        "timestamp": utcnow(),
+        "actor": actor.name,
+        "actor_type": actor.type,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "outcome": outcome,
+        "category": category,
+        "details": details or {},
+    }
 
 
 def record(
@@ -29,19 +54,24 @@ def record(
 ) -> AuditEvent:
     """Add an audit row to ``session``: it commits (or rolls back) with the change it records."""
     event = AuditEvent(
-        id=new_id("aud"),
-        timestamp=utcnow(),
-        actor=actor.name,
-        actor_type=actor.type,
-        action=action,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        outcome=outcome,
-        category=category,
-        details=details or {},
+        **audit_row(
+            actor,
+            action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            outcome=outcome,
+            category=category,
+            details=details,
+        )
     )
     session.add(event)
     return event
+
+
+async def record_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert many :func:`audit_row` rows in one statement, in the session's transaction."""
+    if rows:
+        await session.execute(insert(AuditEvent), rows)
 
 
 def _aware(name: str, value: datetime | None) -> datetime | None:

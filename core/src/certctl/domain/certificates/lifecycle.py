@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from certctl.db.base import new_id, utcnow
@@ -26,7 +26,7 @@ from certctl.db.models import (
     Job,
     ManagedCertificate,
 )
-from certctl.domain.audit.service import record
+from certctl.domain.audit.service import audit_row, record, record_many
 from certctl.domain.auth.actor import SYSTEM, Actor
 from certctl.domain.jobs import service as jobs
 from certctl.domain.policy import IssuancePolicyInput, check_issuance
@@ -265,12 +265,12 @@ async def _record_issued(
             return outcomes
         cert_ids = [item.certificate_id for item in batch]
         certs = await _by_id(session, ManagedCertificate, set(cert_ids))
-        version_rows = await session.execute(
+        latest = await session.execute(
             select(CertificateVersion.certificate_id, func.max(CertificateVersion.version))
             .where(CertificateVersion.certificate_id.in_(cert_ids))
             .group_by(CertificateVersion.certificate_id)
         )
-        numbers: dict[str, int] = {row[0]: row[1] for row in version_rows}
+        numbers: dict[str, int] = {row[0]: row[1] for row in latest}
         targets: dict[str, list[str]] = {c: [] for c in cert_ids}
         for cert_id, target_id in await session.execute(
             select(CertificateTarget.certificate_id, CertificateTarget.target_id).where(
@@ -279,42 +279,52 @@ async def _record_issued(
         ):
             targets[cert_id].append(target_id)
         deploy_rows: list[dict[str, Any]] = []
+        version_rows: list[dict[str, Any]] = []
+        cert_rows: list[dict[str, Any]] = []
+        audit_rows: list[dict[str, Any]] = []
         finished: dict[str, dict[str, Any]] = {}
         for item in batch:
             cert, bundle, job = certs[item.certificate_id], item.bundle, item.job
             version_id = new_id("ver")
             number = (numbers.get(cert.id) or 0) + 1
             numbers[cert.id] = number
-            session.add(
-                CertificateVersion(
-                    id=version_id,
-                    certificate_id=cert.id,
-                    version=number,
-                    serial_number=bundle.serial,
-                    fingerprint_sha256=bundle.fingerprint_sha256,
-                    not_before=bundle.not_before,
-                    not_after=bundle.not_after,
-                    certificate_pem=bundle.certificate_pem,
-                    chain_pem="".join(bundle.chain_pem),
-                    csr_pem=item.csr_pem,
-                    key_type=cert.key_type,
-                    private_key_enc=runtime.box.encrypt(
+            version_rows.append(
+                {
+                    "id": version_id,
+                    "certificate_id": cert.id,
+                    "version": number,
+                    "serial_number": bundle.serial,
+                    "fingerprint_sha256": bundle.fingerprint_sha256,
+                    "not_before": bundle.not_before,
+                    "not_after": bundle.not_after,
+                    "certificate_pem": bundle.certificate_pem,
+                    "chain_pem": "".join(bundle.chain_pem),
+                    "csr_pem": item.csr_pem,
+                    "key_type": cert.key_type,
+                    "private_key_enc": runtime.box.encrypt(
                         item.key_pem.encode(), key_context(version_id)
                     ),
-                    job_id=job.id,
-                    created_at=now,
-                )
+                    "job_id": job.id,
+                    "created_at": now,
+                }
             )
             renewed = cert.current_version_id is not None
-            cert.status = "active"
-            cert.serial_number = bundle.serial
-            cert.fingerprint_sha256 = bundle.fingerprint_sha256
-            cert.expires_at = bundle.not_after
-            cert.renew_at = renew_at_for(cert, item.profile, bundle.not_before, bundle.not_after)
-            cert.current_version_id = version_id
-            cert.last_error = None
-            cert.last_renewal_at = now if renewed else cert.last_renewal_at
-            cert.updated_at = now
+            cert_rows.append(
+                {
+                    "id": cert.id,
+                    "status": "active",
+                    "serial_number": bundle.serial,
+                    "fingerprint_sha256": bundle.fingerprint_sha256,
+                    "expires_at": bundle.not_after,
+                    "renew_at": renew_at_for(
+                        cert, item.profile, bundle.not_before, bundle.not_after
+                    ),
+                    "current_version_id": version_id,
+                    "last_error": None,
+                    "last_renewal_at": now if renewed else cert.last_renewal_at,
+                    "updated_at": now,
+                }
+            )
             deployments = [
                 jobs.job_values(
                     type="deployment",
@@ -337,14 +347,15 @@ async def _record_issued(
                 "issuer_id": cert.issuer_id,
                 "deployment_jobs": [d["id"] for d in deployments],
             }
-            record(
-                session,
-                _actor(job),
-                "certificate.renewed" if renewed else "certificate.issued",
-                resource_type="certificate",
-                resource_id=cert.id,
-                category="cert_lifecycle",
-                details=details,
+            audit_rows.append(
+                audit_row(
+                    _actor(job),
+                    "certificate.renewed" if renewed else "certificate.issued",
+                    resource_type="certificate",
+                    resource_id=cert.id,
+                    category="cert_lifecycle",
+                    details=details,
+                )
             )
             finished[job.id] = {"version_id": version_id, "serial": bundle.serial}
             outcomes[job.id] = LifecycleEvent(
@@ -355,7 +366,10 @@ async def _record_issued(
                 actor=job.requested_by,
                 details=details | {"common_name": cert.common_name},
             )
-        await session.flush()
+        # Bulk statements (executemany) rather than the ORM unit of work: this is the hot path.
+        await session.execute(insert(CertificateVersion), version_rows)
+        await session.execute(update(ManagedCertificate), cert_rows)
+        await record_many(session, audit_rows)
         await jobs.insert_many(session, deploy_rows)
         await jobs.complete_many(session, finished)
         await session.commit()
