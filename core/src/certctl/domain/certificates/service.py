@@ -137,8 +137,58 @@ async def _set_targets(session: AsyncSession, certificate_id: str, target_ids: l
     )
 
 
-async def _prepare(
-    session: AsyncSession,
+class _Referenced:
+    """Issuers, profiles and targets named by a batch of requests, read in one query each."""
+
+    def __init__(
+        self,
+        issuers: dict[str, ConnectorInstance],
+        profiles: dict[str, CertificateProfile],
+        targets: set[str],
+    ) -> None:
+        self.issuers = issuers
+        self.profiles = profiles
+        self.targets = targets
+
+    @classmethod
+    async def load(cls, session: AsyncSession, items: Sequence[CertificateCreate]) -> _Referenced:
+        issuer_ids = {i.issuer_id for i in items}
+        profile_ids = {i.profile_id for i in items if i.profile_id}
+        target_ids = {t for i in items for t in i.target_ids}
+        issuers = {
+            row.id: row
+            for row in await session.scalars(
+                select(ConnectorInstance).where(
+                    ConnectorInstance.id.in_(issuer_ids), ConnectorInstance.family == "issuer"
+                )
+            )
+        }
+        profiles = (
+            {
+                row.id: row
+                for row in await session.scalars(
+                    select(CertificateProfile).where(CertificateProfile.id.in_(profile_ids))
+                )
+            }
+            if profile_ids
+            else {}
+        )
+        targets = (
+            set(
+                await session.scalars(
+                    select(ConnectorInstance.id).where(
+                        ConnectorInstance.id.in_(target_ids), ConnectorInstance.family == "target"
+                    )
+                )
+            )
+            if target_ids
+            else set()
+        )
+        return cls(issuers, profiles, targets)
+
+
+def _prepare(
+    refs: _Referenced,
     data: CertificateCreate,
     actor: Actor,
     *,
@@ -146,14 +196,14 @@ async def _prepare(
     max_attempts: int,
 ) -> tuple[ManagedCertificate, Job, list[str]]:
     """Validate one request and apply policy; build, but do not add, its rows."""
-    issuer = await session.get(ConnectorInstance, data.issuer_id)
-    if issuer is None or issuer.family != "issuer":
+    issuer = refs.issuers.get(data.issuer_id)
+    if issuer is None:
         raise BadRequest(f"unknown issuer_id {data.issuer_id!r}")
     if not issuer.enabled:
         raise BadRequest(f"issuer {issuer.name!r} is disabled")
     profile = None
     if data.profile_id is not None:
-        profile = await session.get(CertificateProfile, data.profile_id)
+        profile = refs.profiles.get(data.profile_id)
         if profile is None:
             raise BadRequest(f"unknown profile_id {data.profile_id!r}")
     names = list(data.sans)
@@ -180,7 +230,10 @@ async def _prepare(
             key_type=KeyType(data.key_type), sans=sans, validity_seconds=validity, ekus=ekus
         ),
     )
-    target_ids = await _check_targets(session, data.target_ids)
+    target_ids = sorted(set(data.target_ids))
+    missing = [t for t in target_ids if t not in refs.targets]
+    if missing:
+        raise BadRequest(f"unknown target ids: {missing}")
     now = utcnow()
     cert = ManagedCertificate(
         id=new_id("mc"),
@@ -228,12 +281,13 @@ async def create_certificates(
     All or nothing: the first invalid request raises (naming its index when there are several)
     before anything is added; the caller commits.
     """
+    refs = await _Referenced.load(session, items)
     prepared = []
     for index, data in enumerate(items):
         try:
             prepared.append(
-                await _prepare(
-                    session,
+                _prepare(
+                    refs,
                     data,
                     actor,
                     default_validity_days=default_validity_days,
