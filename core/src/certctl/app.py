@@ -19,6 +19,7 @@ from certctl.domain.certificates.controller import CertificateController
 from certctl.domain.connectors.controller import connector_controllers
 from certctl.domain.jobs.controller import JobController
 from certctl.domain.profiles.controller import ProfileController
+from certctl.domain.revocation.controller import CrlController, RevocationController
 from certctl.domain.system.controller import SystemController
 from certctl.lib.audit_middleware import AuditFailuresMiddleware
 from certctl.lib.deps import DEPENDENCIES
@@ -56,6 +57,8 @@ def create_app(
             *connector_controllers(),
             ProfileController,
             CertificateController,
+            RevocationController,
+            CrlController,
             JobController,
             AuditController,
         ],

@@ -164,6 +164,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     job_retry_base_seconds: float = 5.0
     renewal_check_interval: float = 60.0
     default_validity_days: int = 90
+    crl_validity_hours: int = 24
+    """How long a CRL is valid (nextUpdate - thisUpdate); it is re-signed at half of that."""
     database_pool_size: int = 10
 
     def __repr__(self) -> str:
@@ -218,6 +220,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "job_max_attempts": _int(e, "CERTCTL_JOB_MAX_ATTEMPTS", 5, minimum=1),
             "renewal_check_interval": _float(e, "CERTCTL_RENEWAL_CHECK_INTERVAL", 60.0),
             "database_pool_size": _int(e, "CERTCTL_DATABASE_MAX_CONNS", 10, minimum=1),
+            "crl_validity_hours": _int(e, "CERTCTL_CRL_VALIDITY_HOURS", 24, minimum=1),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):

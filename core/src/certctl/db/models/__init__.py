@@ -11,15 +11,18 @@ from certctl.db.models.certificate import (
 )
 from certctl.db.models.connector import ConnectorInstance, ConnectorState
 from certctl.db.models.job import Job
+from certctl.db.models.revocation import CertificateRevocation, CrlState
 
 __all__ = [
     "ApiKey",
     "AuditEvent",
     "CertificateProfile",
+    "CertificateRevocation",
     "CertificateTarget",
     "CertificateVersion",
     "ConnectorInstance",
     "ConnectorState",
+    "CrlState",
     "Deployment",
     "Job",
     "ManagedCertificate",

@@ -30,9 +30,14 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "/api/v1/version",
         "/api/v1/auth/bootstrap",
         "/schema",
+        "/.well-known/pki/crl/{issuer_id}",
     }
 )
-"""Paths answered without credentials (``/schema`` covers the OpenAPI document and its UIs)."""
+"""Paths answered without credentials (``/schema`` covers the OpenAPI document and its UIs).
+
+Paths with parameters are spelled as in docs/security.md (``{issuer_id}``); the guard itself
+decides by the handler's ``opt={"public": True}``, this set is what a test checks it against.
+"""
 
 
 def _litestar_handler(handler: BaseRouteHandler) -> str | None:

@@ -15,6 +15,7 @@ ALL_PERMISSIONS: frozenset[str] = frozenset(
         "cert.issue",
         "cert.edit",
         "cert.revoke",
+        "cert.bulk_revoke",
         "cert.delete",
         "profile.read",
         "profile.edit",

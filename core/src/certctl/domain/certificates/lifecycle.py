@@ -154,14 +154,14 @@ async def _sign(
 ) -> _Signed | None:
     """Key, CSR, policy and the issuer call for one job; None when there is nothing to record."""
     cert = certs.get(job.certificate_id or "")
-    if cert is None or cert.status == "archived":
+    if cert is None or cert.status in ("archived", "revoked"):
         async with runtime.sessions() as session:
             await jobs.finish(
                 session,
                 job,
                 worker_id=worker_id,
                 status="cancelled",
-                result={"reason": "certificate archived or deleted"},
+                result={"reason": "certificate archived, revoked or deleted"},
             )
             await session.commit()
         return None

@@ -378,8 +378,8 @@ async def request_renewal(
     Automatic renewals are keyed by the version they replace, so a version is renewed once no
     matter how many replicas or scans notice it; forced renewals always get a new job.
     """
-    if cert.status == "archived":
-        raise Conflict("archived certificates cannot be renewed")
+    if cert.status in ("archived", "revoked"):
+        raise Conflict(f"{cert.status} certificates cannot be renewed")
     existing = await open_issuance_job(session, cert.id)
     if existing is not None:
         return existing
@@ -421,6 +421,8 @@ async def request_deployment(
     max_attempts: int,
 ) -> list[Job]:
     """Enqueue one deployment job per target for the current version."""
+    if cert.status in ("archived", "revoked"):
+        raise Conflict(f"{cert.status} certificates cannot be deployed")
     if cert.current_version_id is None:
         raise Conflict("the certificate has not been issued yet")
     mapped = await target_ids_of(session, cert.id)
