@@ -284,3 +284,26 @@ def test_serve_refuses_to_start_without_an_encryption_key(runner, tmp_path, no_s
     assert "CERTCTL_CONFIG_ENCRYPTION_KEY" in result.output
     assert no_server == []
     assert not (tmp_path / "data" / "tls").exists()
+
+
+def test_cli_keeps_http_client_request_logs_out_of_the_server_log():
+    """httpx logs full request URLs at INFO, and some notifier URLs are secrets."""
+    import logging
+
+    from click.testing import CliRunner
+
+    from certctl.cli import main
+
+    root = logging.getLogger()
+    saved = (root.level, logging.getLogger("httpx").level, logging.getLogger("httpcore").level)
+    try:
+        root.setLevel(logging.INFO)  # what the server's logging set-up does
+        logging.getLogger("httpx").setLevel(logging.NOTSET)
+        logging.getLogger("httpcore").setLevel(logging.NOTSET)
+        CliRunner().invoke(main, ["plugins", "list", "--json"])
+        assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
+        assert logging.getLogger("httpcore").getEffectiveLevel() >= logging.WARNING
+    finally:
+        root.setLevel(saved[0])
+        logging.getLogger("httpx").setLevel(saved[1])
+        logging.getLogger("httpcore").setLevel(saved[2])
