@@ -34,7 +34,7 @@ def test_plugin_installs_and_passes_its_tests_without_the_server(
             "--quiet",
             "--disable-pip-version-check",
             f"{ROOT / 'sdk'}[testing]",
-            str(ROOT / plugin),
+            f"{ROOT / plugin}[test]",  # the plugin's own test dependencies
         ],
         capture_output=True,
         text=True,
