@@ -4,6 +4,7 @@ Prints, for SQLite and PostgreSQL:
   * certificates issued and stored per second through the REST API with the Local CA (P-256),
     beside the bare ceiling (``cryptography`` alone building and signing P-256 leaves);
   * p50/p99 latency of ``GET /api/v1/certificates`` with 10,000 certificates stored;
+  * cached OCSP responses per second and their p50/p99 latency (POST form, no nonce);
   * server start time (``certctl serve`` until ``/health`` answers over HTTPS) and app start
     time (factory + migrations + plugin loading).
 
@@ -108,6 +109,7 @@ async def _app(database_url: str, data_dir: Path) -> tuple[Any, httpx.AsyncClien
         config_encryption_key=ENC_KEY,
         api_keys_named=parse_named_api_keys(f"bench:{ADMIN}:admin"),
         database_pool_size=20,
+        ocsp_rate_limit_per_ip_min=0,  # every request comes from one address
     )
     app = create_app(settings, background=False)
     await app.state.runtime.start(background=False)
@@ -377,6 +379,76 @@ async def list_latency(
         await runtime.stop()
 
 
+async def ocsp_throughput(
+    database_url: str, data_dir: Path, requests: int, concurrency: int
+) -> dict[str, float]:
+    """Cached OCSP answers (POST, no nonce) per second and their p50/p99 latency."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509 import ocsp
+
+    app, client = await _app(database_url, data_dir)
+    runtime = app.state.runtime
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    try:
+        r = await client.post(
+            "/api/v1/issuers",
+            json={"name": "bench", "type": "local", "config": {}},
+            headers=headers,
+        )
+        r.raise_for_status()
+        issuer = r.json()["id"]
+        r = await client.post(
+            "/api/v1/certificates",
+            json={"common_name": "ocsp.bench.example", "issuer_id": issuer},
+            headers=headers,
+        )
+        r.raise_for_status()
+        cert_id = r.json()["certificate"]["id"]
+        await runtime.worker.drain()
+        r = await client.get(f"/api/v1/certificates/{cert_id}/export/pem", headers=headers)
+        r.raise_for_status()
+        leaf = x509.load_pem_x509_certificate(r.json()["certificate_pem"].encode())
+        ca = x509.load_pem_x509_certificate(r.json()["chain_pem"].encode())
+        der = (
+            ocsp.OCSPRequestBuilder()
+            .add_certificate(leaf, ca, hashes.SHA256())
+            .build()
+            .public_bytes(serialization.Encoding.DER)
+        )
+        url = f"/.well-known/pki/ocsp/{issuer}"
+        req_headers = {"Content-Type": "application/ocsp-request"}
+
+        async def one() -> float:
+            t0 = time.perf_counter()
+            resp = await client.post(url, content=der, headers=req_headers)
+            elapsed = (time.perf_counter() - t0) * 1000
+            resp.raise_for_status()
+            parsed = ocsp.load_der_ocsp_response(resp.content)
+            if parsed.certificate_status != ocsp.OCSPCertStatus.GOOD:
+                raise RuntimeError("expected a good OCSP response")
+            return elapsed
+
+        for _ in range(20):
+            await one()  # creates the responder and fills the cache
+        sem = asyncio.Semaphore(concurrency)
+
+        async def limited() -> float:
+            async with sem:
+                return await one()
+
+        start = time.perf_counter()
+        samples = sorted(await asyncio.gather(*(limited() for _ in range(requests))))
+        wall = time.perf_counter() - start
+        return {
+            "per_s": requests / wall,
+            "p50_ms": statistics.median(samples),
+            "p99_ms": samples[int(len(samples) * 0.99) - 1],
+        }
+    finally:
+        await client.aclose()
+        await runtime.stop()
+
+
 async def app_start(database_url: str, data_dir: Path) -> float:
     """Seconds from create_app to a migrated, ready runtime on an empty database."""
     from certctl.app import create_app
@@ -440,6 +512,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--ocsp-requests", type=int, default=5000, help="cached OCSP requests")
+    parser.add_argument("--ocsp-concurrency", type=int, default=16)
     args = parser.parse_args()
 
     ceiling = bare_ceiling()
@@ -485,6 +559,9 @@ def main() -> None:
                 else None
             )
             latency = asyncio.run(list_latency(url("list"), base / "d2", args.rows, args.requests))
+            ocsp_rate = asyncio.run(
+                ocsp_throughput(url("ocsp"), base / "d6", args.ocsp_requests, args.ocsp_concurrency)
+            )
             print(f"\n[{name}]")
             print(
                 f"  issuance via API (Local CA, P-256, {args.count} certs, {args.concurrency} in flight): "
@@ -505,6 +582,11 @@ def main() -> None:
                 )
             print(
                 f"  GET /api/v1/certificates with {args.rows:,} stored: p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms"
+            )
+            print(
+                f"  OCSP, cached good answers (POST, {args.ocsp_requests} requests, "
+                f"{args.ocsp_concurrency} in flight): {ocsp_rate['per_s']:,.0f} responses/s, "
+                f"p50 {ocsp_rate['p50_ms']:.2f} ms, p99 {ocsp_rate['p99_ms']:.2f} ms"
             )
             print(f"  app start (factory + migrations + plugins, empty database): {start_s:.2f} s")
         finally:

@@ -18,6 +18,8 @@ from certctl.domain.auth.guards import authorize
 from certctl.domain.certificates.controller import CertificateController
 from certctl.domain.connectors.controller import connector_controllers
 from certctl.domain.jobs.controller import JobController
+from certctl.domain.ocsp.controller import OcspController
+from certctl.domain.ocsp.service import OcspResponderService
 from certctl.domain.profiles.controller import ProfileController
 from certctl.domain.revocation.controller import CrlController, RevocationController
 from certctl.domain.system.controller import SystemController
@@ -59,6 +61,7 @@ def create_app(
             CertificateController,
             RevocationController,
             CrlController,
+            OcspController,
             JobController,
             AuditController,
         ],
@@ -77,4 +80,5 @@ def create_app(
         debug=False,
     )
     app.state.runtime = runtime
+    app.state.ocsp = OcspResponderService(runtime)
     return app

@@ -113,6 +113,24 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+_DURATION = re.compile(r"^([0-9]+)([smhd]?)$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(env: Mapping[str, str], name: str, default: int) -> int:
+    """Seconds from ``90``, ``90s``, ``15m``, ``720h`` or ``30d``; at least one second."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    match = _DURATION.match(raw.strip().lower())
+    if match is None:
+        raise SettingsError(f"{name}: expected a duration such as 30d, 720h or 3600, got {raw!r}")
+    value = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if value < 1:
+        raise SettingsError(f"{name}: must be at least one second")
+    return value
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
     raw = env.get(name)
     if raw is None:
@@ -167,6 +185,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     crl_validity_hours: int = 24
     """How long a CRL is valid (nextUpdate - thisUpdate); it is re-signed at half of that."""
     database_pool_size: int = 10
+    ocsp_responder_validity_seconds: int = 30 * 86400
+    """Lifetime requested for a delegated OCSP responder certificate."""
+    ocsp_rotation_grace_seconds: int = 7 * 86400
+    """A responder certificate this close to expiry is replaced on its next use."""
+    ocsp_rate_limit_per_ip_min: int = 1000
+    """OCSP requests per client address per minute; 0 disables the limit."""
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -221,6 +245,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "renewal_check_interval": _float(e, "CERTCTL_RENEWAL_CHECK_INTERVAL", 60.0),
             "database_pool_size": _int(e, "CERTCTL_DATABASE_MAX_CONNS", 10, minimum=1),
             "crl_validity_hours": _int(e, "CERTCTL_CRL_VALIDITY_HOURS", 24, minimum=1),
+            "ocsp_responder_validity_seconds": _duration(
+                e, "CERTCTL_OCSP_RESPONDER_VALIDITY", 30 * 86400
+            ),
+            "ocsp_rotation_grace_seconds": _duration(e, "CERTCTL_OCSP_ROTATION_GRACE", 7 * 86400),
+            "ocsp_rate_limit_per_ip_min": _int(e, "CERTCTL_OCSP_RATE_LIMIT_PER_IP_MIN", 1000),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):
@@ -248,6 +277,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if bool(self.tls_cert_path) != bool(self.tls_key_path):
             raise SettingsError(
                 "CERTCTL_SERVER_TLS_CERT_PATH and CERTCTL_SERVER_TLS_KEY_PATH must be set together"
+            )
+        if self.ocsp_rotation_grace_seconds >= self.ocsp_responder_validity_seconds:
+            raise SettingsError(
+                "CERTCTL_OCSP_ROTATION_GRACE must be shorter than CERTCTL_OCSP_RESPONDER_VALIDITY"
             )
         if self.auth_type == "none" and not self.demo:
             raise SettingsError("CERTCTL_AUTH_TYPE=none is only allowed in demo mode")

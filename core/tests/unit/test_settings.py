@@ -315,3 +315,30 @@ def test_repr_never_contains_secrets():
             assert secret not in text, (secret, text)
     assert "db:5432/certctl" in repr(settings)
     assert "ops" in repr(settings.api_keys_named)
+
+
+def test_ocsp_settings_defaults_and_durations():
+    settings = from_env()
+    assert settings.ocsp_responder_validity_seconds == 30 * 86400
+    assert settings.ocsp_rotation_grace_seconds == 7 * 86400
+    assert settings.ocsp_rate_limit_per_ip_min == 1000
+    settings = from_env(
+        CERTCTL_OCSP_RESPONDER_VALIDITY="720h",
+        CERTCTL_OCSP_ROTATION_GRACE="3600",
+        CERTCTL_OCSP_RATE_LIMIT_PER_IP_MIN="0",
+    )
+    assert settings.ocsp_responder_validity_seconds == 30 * 86400
+    assert settings.ocsp_rotation_grace_seconds == 3600
+    assert settings.ocsp_rate_limit_per_ip_min == 0
+    assert from_env(CERTCTL_OCSP_ROTATION_GRACE="15m").ocsp_rotation_grace_seconds == 900
+
+
+@pytest.mark.parametrize("value", ["30 days", "-1d", "1w", "0"])
+def test_bad_ocsp_durations_name_the_variable(value):
+    with pytest.raises(SettingsError, match="CERTCTL_OCSP_RESPONDER_VALIDITY"):
+        from_env(CERTCTL_OCSP_RESPONDER_VALIDITY=value)
+
+
+def test_ocsp_grace_must_be_shorter_than_the_validity():
+    with pytest.raises(SettingsError, match="CERTCTL_OCSP_ROTATION_GRACE"):
+        from_env(CERTCTL_OCSP_RESPONDER_VALIDITY="7d", CERTCTL_OCSP_ROTATION_GRACE="7d")

@@ -11,6 +11,7 @@ from certctl.db.models.certificate import (
 )
 from certctl.db.models.connector import ConnectorInstance, ConnectorState
 from certctl.db.models.job import Job
+from certctl.db.models.ocsp import OcspResponder
 from certctl.db.models.revocation import CertificateRevocation, CrlState
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "Deployment",
     "Job",
     "ManagedCertificate",
+    "OcspResponder",
     "SystemFlag",
 ]

@@ -31,6 +31,9 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "/api/v1/auth/bootstrap",
         "/schema",
         "/.well-known/pki/crl/{issuer_id}",
+        "/.well-known/pki/ocsp/{issuer_id}",
+        "/.well-known/pki/ocsp/{issuer_id}/serial/{serial}",
+        "/.well-known/pki/ocsp/{issuer_id}/{encoded}",
     }
 )
 """Paths answered without credentials (``/schema`` covers the OpenAPI document and its UIs).

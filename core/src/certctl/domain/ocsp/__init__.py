@@ -1,0 +1,1 @@
+"""The RFC 6960 OCSP responder: delegated responder certificates, status lookup and caching."""
