@@ -13,9 +13,9 @@ from urllib.parse import quote
 import msgspec
 
 from certctl_notifier_opsgenie._alerts import Action, plan
-from certctl_notifier_opsgenie._http import display_url, post_json
 from certctl_notifier_opsgenie.config import OpsgenieNotifierConfig
 from certctl_sdk import CheckResult, ConfigurationError, Notification, Notifier
+from certctl_sdk.http import display_url, post_json
 
 __all__ = ["OpsgenieNotifier", "build_requests"]
 

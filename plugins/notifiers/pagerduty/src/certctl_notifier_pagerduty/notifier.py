@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from certctl_notifier_pagerduty._alerts import Action, plan
-from certctl_notifier_pagerduty._http import display_url, post_json
 from certctl_notifier_pagerduty.config import PagerDutyNotifierConfig
 from certctl_sdk import CheckResult, ConfigurationError, Notification, Notifier, Severity
+from certctl_sdk.http import display_url, post_json
 
 __all__ = ["PagerDutyNotifier", "build_events"]
 

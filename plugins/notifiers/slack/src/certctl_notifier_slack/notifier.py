@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from certctl_notifier_slack._http import display_url, post_json, url_secrets
 from certctl_notifier_slack.config import MessageFormat, SlackNotifierConfig
 from certctl_sdk import (
     CheckResult,
@@ -18,6 +17,7 @@ from certctl_sdk import (
     Notifier,
     Severity,
 )
+from certctl_sdk.http import display_url, post_json, url_secrets
 
 __all__ = ["SlackNotifier", "build_payload"]
 

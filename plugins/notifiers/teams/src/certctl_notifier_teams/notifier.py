@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from certctl_notifier_teams._http import display_url, post_json, url_secrets
 from certctl_notifier_teams.config import CardFormat, TeamsNotifierConfig
 from certctl_sdk import CheckResult, ConfigurationError, Notification, Notifier, Severity
+from certctl_sdk.http import display_url, post_json, url_secrets
 
 __all__ = ["TeamsNotifier", "build_payload"]
 

@@ -1,7 +1,11 @@
-"""One JSON POST to the Slack API, its outcome mapped onto certctl's error classes.
+"""One JSON POST to a vendor API, its outcome mapped onto the connector error tree.
 
-A single attempt per send: retries belong to the core's scheduler, which honours
-``TransientError.retry_after`` (taken from the ``Retry-After`` header).
+For connectors that talk to a vendor's JSON HTTP API (chat, paging, ticketing, REST CAs).
+A single attempt per call: retries belong to the core's scheduler, which honours
+``TransientError.retry_after`` (taken from the ``Retry-After`` header). Statuses map to the
+error tree: 408/429/5xx and network failures → TransientError, 401/403 → AuthenticationError,
+other 4xx and redirects → RejectedError. Messages never contain the URL's path or query, and
+every string in ``secrets`` is masked in the snippet of the vendor's answer.
 """
 
 from __future__ import annotations
