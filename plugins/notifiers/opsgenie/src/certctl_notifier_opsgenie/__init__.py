@@ -1,8 +1,8 @@
 """certctl-notifier-opsgenie: Opsgenie alerts with P1-P5 priorities, closed on recovery."""
 
-from certctl_notifier_opsgenie._alerts import DEFAULT_FAMILIES, AlertFamily
 from certctl_notifier_opsgenie.config import OpsgenieNotifierConfig, Priorities
 from certctl_notifier_opsgenie.notifier import OpsgenieNotifier, build_requests
+from certctl_sdk.alerts import DEFAULT_FAMILIES, AlertFamily
 
 __version__ = "0.1.0"
 

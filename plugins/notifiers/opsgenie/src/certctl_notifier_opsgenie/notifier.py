@@ -1,7 +1,7 @@
 """The Opsgenie notifier: Alert API create and close requests.
 
 Alerts carry an ``alias`` built from the certificate id and the event's family (see
-:mod:`certctl_notifier_opsgenie._alerts`): Opsgenie folds a repeated alert with an open alias
+:mod:`certctl_sdk.alerts`): Opsgenie folds a repeated alert with an open alias
 into the existing one, and a recovery event closes it by alias.
 """
 
@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 import msgspec
 
-from certctl_notifier_opsgenie._alerts import Action, plan
 from certctl_notifier_opsgenie.config import OpsgenieNotifierConfig
 from certctl_sdk import CheckResult, ConfigurationError, Notification, Notifier
+from certctl_sdk.alerts import Action, plan
 from certctl_sdk.http import display_url, post_json
 
 __all__ = ["OpsgenieNotifier", "build_requests"]

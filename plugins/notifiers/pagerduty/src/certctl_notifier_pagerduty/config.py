@@ -7,8 +7,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from certctl_notifier_pagerduty._alerts import DEFAULT_FAMILIES, AlertFamily, validate_families
 from certctl_sdk import ConnectorConfig, Secret, Severity
+from certctl_sdk.alerts import DEFAULT_FAMILIES, AlertFamily, validate_families
 
 __all__ = ["PagerDutyNotifierConfig"]
 

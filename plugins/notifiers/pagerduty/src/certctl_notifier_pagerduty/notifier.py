@@ -1,7 +1,7 @@
 """The PagerDuty notifier: Events API v2 ``trigger`` and ``resolve`` events.
 
 Each alert carries a ``dedup_key`` built from the certificate id and the event's family (see
-:mod:`certctl_notifier_pagerduty._alerts`), so repeated warnings update one alert and a recovery
+:mod:`certctl_sdk.alerts`), so repeated warnings update one alert and a recovery
 event (``certificate.renewed``, ``certificate.deployed``) resolves it.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from certctl_notifier_pagerduty._alerts import Action, plan
 from certctl_notifier_pagerduty.config import PagerDutyNotifierConfig
 from certctl_sdk import CheckResult, ConfigurationError, Notification, Notifier, Severity
+from certctl_sdk.alerts import Action, plan
 from certctl_sdk.http import display_url, post_json
 
 __all__ = ["PagerDutyNotifier", "build_events"]

@@ -1,4 +1,4 @@
-"""Alert families: which events open an incident, which close it, and the key that links them.
+"""Alert families for paging notifiers: which events open and close an incident, and its key.
 
 An incident is identified by the certificate and the *family* of its trouble (``expiry``,
 ``deployment``...), so ``certificate.expiring`` and a later ``certificate.renewed`` for the same
