@@ -22,6 +22,7 @@ from certctl.domain.ocsp.controller import OcspController
 from certctl.domain.ocsp.service import OcspResponderService
 from certctl.domain.profiles.controller import ProfileController
 from certctl.domain.revocation.controller import CrlController, RevocationController
+from certctl.domain.scheduler.controller import SchedulerController
 from certctl.domain.system.controller import SystemController
 from certctl.lib.audit_middleware import AuditFailuresMiddleware
 from certctl.lib.deps import DEPENDENCIES
@@ -63,6 +64,7 @@ def create_app(
             CrlController,
             OcspController,
             JobController,
+            SchedulerController,
             AuditController,
         ],
         dependencies=DEPENDENCIES,

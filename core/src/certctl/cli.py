@@ -124,13 +124,14 @@ def worker(data_dir: str | None, database_url: str | None) -> None:
         raise click.ClickException("CERTCTL_WORKER_ENABLED=false: nothing to run")
 
     async def run() -> None:
-        runtime = Runtime(settings)
+        runtime = Runtime(settings, role="worker")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await runtime.start(background=True)
-        click.echo(f"certctl worker {runtime.worker.worker_id} running")
+        replica = runtime.scheduler.replica_id if runtime.scheduler else runtime.worker.worker_id
+        click.echo(f"certctl worker {replica} running")
         try:
             await stop.wait()
         finally:

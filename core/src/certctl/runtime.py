@@ -6,11 +6,10 @@ plugin host and worker.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -23,6 +22,9 @@ from certctl.domain.connectors.service import ConnectorService
 from certctl.lib.encryption import SecretBox
 from certctl.plugins.manager import PluginHost, load_plugins
 from certctl.settings import Settings
+
+if TYPE_CHECKING:
+    from certctl.scheduler import Scheduler
 
 __all__ = ["Runtime", "demo_encryption_key"]
 
@@ -44,7 +46,9 @@ def demo_encryption_key(data_dir: str) -> str:
 class Runtime:
     """The process's resources and services."""
 
-    def __init__(self, settings: Settings, host: PluginHost | None = None) -> None:
+    def __init__(
+        self, settings: Settings, host: PluginHost | None = None, *, role: str = "serve"
+    ) -> None:
         from certctl.worker.runner import Worker
 
         self.settings = settings
@@ -68,10 +72,12 @@ class Runtime:
         self.keys = ApiKeyStore(settings.api_keys_named, self.sessions)
         self.connectors = ConnectorService(self.host.registry, self.sessions, self.box, self.http)
         self.worker = Worker(self)
-        self._tasks: list[asyncio.Task[None]] = []
+        self.role = role
+        self.scheduler: Scheduler | None = None
+        """The named loops (None when background work is off, as in most tests)."""
 
     async def start(self, *, background: bool = True) -> None:
-        """Migrate the schema, then start the worker and the renewal scan."""
+        """Migrate the schema, then start the scheduler's loops (worker, renewal scan, sweeps)."""
         revision = await migrate(self.engine)
         _log.info("database schema at revision %s", revision)
         for failure in self.host.registry.failures:
@@ -79,21 +85,16 @@ class Runtime:
                 "plugin %s (%s) not loaded: %s", failure.name, failure.distribution, failure.error
             )
         if background and self.settings.worker_enabled:
-            from certctl.worker.renewal import renewal_loop
+            from certctl.scheduler import Scheduler
 
-            self._tasks = [
-                asyncio.create_task(self.worker.run_forever(), name="certctl-worker"),
-                asyncio.create_task(renewal_loop(self), name="certctl-renewal"),
-            ]
+            self.scheduler = Scheduler(self, role=self.role)
+            await self.scheduler.start()
 
     async def stop(self) -> None:
         """Stop background work and release every resource."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+            self.scheduler = None
         await self.connectors.aclose()
         await self.http.aclose()
         await self.engine.dispose()

@@ -113,6 +113,19 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a number, got {raw!r}") from None
+    if not 0 <= value <= 0.5:
+        raise SettingsError(f"{name}: must be between 0 and 0.5")
+    return value
+
+
 _DURATION = re.compile(r"^([0-9]+)([smhd]?)$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -129,6 +142,33 @@ def _duration(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise SettingsError(f"{name}: must be at least one second")
     return value
+
+
+_SECONDS = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd]?)$")
+_LOOP_INTERVAL = re.compile(r"^CERTCTL_SCHEDULER_([A-Z0-9_]+)_INTERVAL$")
+
+
+def _seconds(name: str, raw: str) -> float:
+    """Positive seconds, fractions allowed, from ``0.5``, ``90s``, ``15m``, ``6h`` or ``1d``."""
+    match = _SECONDS.match(raw.strip().lower())
+    if match is None or float(match.group(1)) <= 0:
+        raise SettingsError(
+            f"{name}: expected a positive duration such as 30s, 15m or 6h, got {raw!r}"
+        )
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _loop_intervals(env: Mapping[str, str]) -> dict[str, float]:
+    """``CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL=5m`` → ``{"renewal-check": 300.0}``.
+
+    Names are checked against the loops when the scheduler is built (an unknown loop is a typo).
+    """
+    intervals: dict[str, float] = {}
+    for name, raw in env.items():
+        match = _LOOP_INTERVAL.match(name)
+        if match and raw.strip():
+            intervals[match.group(1).lower().replace("_", "-")] = _seconds(name, raw)
+    return intervals
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
@@ -180,7 +220,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     job_max_attempts: int = 5
     job_lease_seconds: int = 300
     job_retry_base_seconds: float = 5.0
-    renewal_check_interval: float = 60.0
+    loop_intervals: dict[str, float] = msgspec.field(default_factory=dict)
+    """Per-loop interval overrides in seconds (``CERTCTL_SCHEDULER_<LOOP>_INTERVAL``)."""
+    disabled_loops: tuple[str, ...] = ()
+    scheduler_jitter: float = 0.10
+    """Each loop's wait is its interval ± this fraction, so replicas do not fire together."""
+    scheduler_heartbeat_interval: float = 2.0
+    """Seconds between heartbeats: replica row, leader check, loop status flush."""
+    leader_lease_seconds: float = 15.0
+    """SQLite only: the leader lease lasts this long unless renewed (PostgreSQL uses a lock)."""
+    job_retention_seconds: int = 30 * 86400
+    """Finished jobs older than this are deleted by the garbage-collection loop."""
     default_validity_days: int = 90
     crl_validity_hours: int = 24
     """How long a CRL is valid (nextUpdate - thisUpdate); it is re-signed at half of that."""
@@ -242,7 +292,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "worker_concurrency": _int(e, "CERTCTL_WORKER_CONCURRENCY", 8, minimum=1),
             "worker_batch_size": _int(e, "CERTCTL_WORKER_BATCH_SIZE", 256, minimum=1),
             "job_max_attempts": _int(e, "CERTCTL_JOB_MAX_ATTEMPTS", 5, minimum=1),
-            "renewal_check_interval": _float(e, "CERTCTL_RENEWAL_CHECK_INTERVAL", 60.0),
+            "loop_intervals": _loop_intervals(e),
+            "disabled_loops": _list(e, "CERTCTL_SCHEDULER_DISABLED_LOOPS") or (),
+            "scheduler_jitter": _fraction(e, "CERTCTL_SCHEDULER_JITTER", 0.10),
+            "scheduler_heartbeat_interval": _seconds(
+                "CERTCTL_SCHEDULER_HEARTBEAT", e.get("CERTCTL_SCHEDULER_HEARTBEAT") or "2"
+            ),
+            "leader_lease_seconds": _seconds(
+                "CERTCTL_SCHEDULER_LEADER_LEASE", e.get("CERTCTL_SCHEDULER_LEADER_LEASE") or "15"
+            ),
+            "job_retention_seconds": _duration(e, "CERTCTL_JOB_RETENTION", 30 * 86400),
             "database_pool_size": _int(e, "CERTCTL_DATABASE_MAX_CONNS", 10, minimum=1),
             "crl_validity_hours": _int(e, "CERTCTL_CRL_VALIDITY_HOURS", 24, minimum=1),
             "ocsp_responder_validity_seconds": _duration(
@@ -281,6 +340,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.ocsp_rotation_grace_seconds >= self.ocsp_responder_validity_seconds:
             raise SettingsError(
                 "CERTCTL_OCSP_ROTATION_GRACE must be shorter than CERTCTL_OCSP_RESPONDER_VALIDITY"
+            )
+        if self.leader_lease_seconds < 2 * self.scheduler_heartbeat_interval:
+            raise SettingsError(
+                "CERTCTL_SCHEDULER_LEADER_LEASE must be at least twice CERTCTL_SCHEDULER_HEARTBEAT"
             )
         if self.auth_type == "none" and not self.demo:
             raise SettingsError("CERTCTL_AUTH_TYPE=none is only allowed in demo mode")

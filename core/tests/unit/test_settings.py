@@ -191,8 +191,10 @@ def test_bad_boolean_names_the_variable(variable):
         ("CERTCTL_JOB_MAX_ATTEMPTS", "-3", "must be at least 1"),
         ("CERTCTL_MAX_BODY_SIZE", "100", "must be at least 1024"),
         ("CERTCTL_DATABASE_MAX_CONNS", "ten", "expected an integer"),
-        ("CERTCTL_RENEWAL_CHECK_INTERVAL", "soon", "expected a number, got 'soon'"),
-        ("CERTCTL_RENEWAL_CHECK_INTERVAL", "-1", "must be positive"),
+        ("CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL", "soon", "expected a positive duration"),
+        ("CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL", "0", "expected a positive duration"),
+        ("CERTCTL_SCHEDULER_JITTER", "0.9", "must be between 0 and 0.5"),
+        ("CERTCTL_SCHEDULER_HEARTBEAT", "-1", "expected a positive duration"),
     ],
 )
 def test_bad_numbers_name_the_variable(variable, value, message):
@@ -205,13 +207,14 @@ def test_numbers_and_lists_are_read():
     settings = from_env(
         CERTCTL_SERVER_PORT="9443",
         CERTCTL_WORKER_CONCURRENCY="3",
-        CERTCTL_RENEWAL_CHECK_INTERVAL="2.5",
+        CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL="2.5",
+        CERTCTL_SCHEDULER_JOB_PROCESSOR_INTERVAL="1m",
         CERTCTL_LOAD_PLUGINS="certctl-issuer-local, certctl-target-nginx,",
         CERTCTL_LOG_LEVEL="DEBUG",
     )
     assert settings.server_port == 9443
     assert settings.worker_concurrency == 3
-    assert settings.renewal_check_interval == 2.5
+    assert settings.loop_intervals == {"renewal-check": 2.5, "job-processor": 60.0}
     assert settings.load_plugins == ("certctl-issuer-local", "certctl-target-nginx")
     assert settings.log_level == "debug"
     # Unset means "load everything"; set but empty means "load nothing".

@@ -1,64 +1,116 @@
-"""The renewal scan: certificates past their renewal time get a renewal job."""
+"""The renewal scan: certificates past their renewal time get a renewal job.
+
+The scan is set-based so that a fleet of 100,000 certificates costs a few statements per
+thousand due certificates: one query selects due certificates that have neither an open
+issuance/renewal job nor this version's automatic renewal already, and one ``INSERT … ON
+CONFLICT DO NOTHING RETURNING`` creates their jobs. Jobs are keyed
+``renew:<certificate>:<version>``, so concurrent scans (or a scan racing a manual renewal)
+enqueue each version's renewal once.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, exists, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from certctl.db.base import utcnow
-from certctl.db.models import ManagedCertificate
+from certctl.db.models import Job, ManagedCertificate
+from certctl.domain.audit.service import audit_row, record_many
 from certctl.domain.auth.actor import SYSTEM
-from certctl.domain.certificates.service import request_renewal
+from certctl.domain.jobs import service as jobs
 
 if TYPE_CHECKING:
     from certctl.runtime import Runtime
 
-__all__ = ["renewal_loop", "scan_for_renewals"]
+__all__ = ["scan_for_renewals"]
 
 _log = logging.getLogger("certctl.renewal")
 
+CHUNK = 1000
+"""Certificates per statement: well inside both databases' bound-parameter limits."""
 
-async def scan_for_renewals(runtime: Runtime, batch: int = 500) -> int:
-    """Enqueue renewals for due certificates; returns how many jobs were created or found.
 
-    Renewal jobs are keyed by the version they replace, so concurrent scans (or replicas)
-    enqueue each renewal once.
-    """
-    count = 0
-    async with runtime.sessions() as session:
-        due = list(
-            await session.scalars(
-                select(ManagedCertificate)
-                .where(
-                    ManagedCertificate.status == "active", ManagedCertificate.renew_at <= utcnow()
-                )
-                .order_by(ManagedCertificate.renew_at)
-                .limit(batch)
+def _due(now: Any, limit: int) -> Any:
+    cert = ManagedCertificate
+    open_job = exists().where(
+        Job.certificate_id == cert.id,
+        Job.type.in_(("issuance", "renewal")),
+        Job.status.in_(jobs.OPEN_STATUSES),
+    )
+    renewed = exists().where(
+        Job.idempotency_key == literal("renew:") + cert.id + literal(":") + cert.current_version_id
+    )
+    return (
+        select(cert.id, cert.current_version_id)
+        .where(
+            and_(
+                cert.status == "active",
+                cert.renew_at <= now,
+                cert.current_version_id.is_not(None),
+                ~open_job,
+                ~renewed,
             )
         )
-        for cert in due:
-            await request_renewal(
-                session, cert, SYSTEM, max_attempts=runtime.settings.job_max_attempts, forced=False
-            )
-            count += 1
-        await session.commit()
-    if count:
-        runtime.worker.wake()
-    return count
+        .order_by(cert.renew_at)
+        .limit(limit)
+    )
 
 
-async def renewal_loop(runtime: Runtime) -> None:
-    """Scan on the configured interval until cancelled."""
+async def scan_for_renewals(runtime: Runtime, chunk: int = CHUNK) -> int:
+    """Enqueue renewals for every due certificate; returns how many jobs were created."""
+    now = utcnow()
+    created = 0
+    max_attempts = runtime.settings.job_max_attempts
     while True:
-        try:
-            found = await scan_for_renewals(runtime)
-            if found:
-                _log.info("renewal scan queued %d certificate(s)", found)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - keep scanning after a transient database error
-            _log.exception("renewal scan failed")
-        await asyncio.sleep(runtime.settings.renewal_check_interval)
+        async with runtime.sessions() as session:
+            due = (await session.execute(_due(now, chunk))).all()
+            if not due:
+                break
+            rows = [
+                jobs.job_values(
+                    type="renewal",
+                    idempotency_key=f"renew:{cert_id}:{version_id}",
+                    certificate_id=cert_id,
+                    requested_by=SYSTEM.name,
+                    max_attempts=max_attempts,
+                    now=now,
+                )
+                for cert_id, version_id in due
+            ]
+            dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            inserted = (
+                await session.execute(
+                    insert(Job)
+                    .values(rows)
+                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                    .returning(Job.id, Job.certificate_id)
+                )
+            ).all()
+            await record_many(
+                session,
+                [
+                    audit_row(
+                        SYSTEM,
+                        "certificate.renew.request",
+                        resource_type="certificate",
+                        resource_id=str(cert_id),
+                        category="cert_lifecycle",
+                        details={"job_id": job_id, "forced": False},
+                    )
+                    for job_id, cert_id in inserted
+                ],
+            )
+            await session.commit()
+        created += len(inserted)
+        if created:
+            runtime.worker.wake()
+        if len(due) < chunk:
+            break
+    if created:
+        _log.info("renewal scan queued %d certificate(s)", created)
+    return created

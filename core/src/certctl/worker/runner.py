@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -34,29 +33,26 @@ class Worker:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('w')}"
-        self._wake = asyncio.Event()
         self._external = asyncio.Semaphore(runtime.settings.worker_concurrency)
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll (called after enqueueing)."""
-        self._wake.set()
+        scheduler = self.runtime.scheduler
+        if scheduler is not None:
+            scheduler.wake("job-processor")
 
-    async def run_forever(self) -> None:
-        """Claim and run jobs; sleep for the poll interval when there are none."""
-        while True:
-            try:
-                done = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
-                _log.exception("worker iteration failed")
-                done = 0
+    async def run_until_idle(self, max_rounds: int = 100) -> int:
+        """Run rounds until nothing is runnable right now; return how many jobs ran.
+
+        The ``job-processor`` loop calls this on every tick and whenever work is enqueued.
+        """
+        total = 0
+        for _ in range(max_rounds):
+            done = await self.run_once()
             if done == 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake.wait(), self.runtime.settings.worker_poll_interval
-                    )
+                break
+            total += done
+        return total
 
     async def run_once(self) -> int:
         """Claim one batch of runnable jobs and run them concurrently; return how many ran."""
@@ -76,9 +72,7 @@ class Worker:
 
     async def drain(self, max_rounds: int = 100) -> None:
         """Run until no job is runnable right now (tests, demo seeding)."""
-        for _ in range(max_rounds):
-            if await self.run_once() == 0:
-                return
+        await self.run_until_idle(max_rounds)
 
     async def _run_issuances(self, batch: list[Job]) -> None:
         if not batch:

@@ -13,6 +13,7 @@ from certctl.db.models.connector import ConnectorInstance, ConnectorState
 from certctl.db.models.job import Job
 from certctl.db.models.ocsp import OcspResponder
 from certctl.db.models.revocation import CertificateRevocation, CrlState
+from certctl.db.models.scheduler import SchedulerLease, SchedulerLoopRun, SchedulerReplica
 
 __all__ = [
     "ApiKey",
@@ -28,5 +29,8 @@ __all__ = [
     "Job",
     "ManagedCertificate",
     "OcspResponder",
+    "SchedulerLease",
+    "SchedulerLoopRun",
+    "SchedulerReplica",
     "SystemFlag",
 ]

@@ -36,6 +36,9 @@ ALL_PERMISSIONS: frozenset[str] = frozenset(
         "auth.key.create",
         "auth.key.delete",
         "plugin.read",
+        # Not in the reference catalogue, which has no scheduler API: status and run-now.
+        "scheduler.read",
+        "scheduler.run",
     }
 )
 
@@ -51,6 +54,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "job.read",
             "audit.read",
             "plugin.read",
+            "scheduler.read",
         }
     ),
 }

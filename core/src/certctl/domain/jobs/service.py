@@ -148,9 +148,14 @@ async def complete_many(session: AsyncSession, results: dict[str, dict[str, Any]
 
 
 def _claimable(now: datetime) -> Any:
+    # A lapsed lease with no attempts left is not retried: the reaper fails it with a reason.
     return or_(
         and_(Job.status == "pending", Job.next_run_at <= now),
-        and_(Job.status == "running", Job.lease_expires_at < now),
+        and_(
+            Job.status == "running",
+            Job.lease_expires_at < now,
+            Job.attempts < Job.max_attempts,
+        ),
     )
 
 

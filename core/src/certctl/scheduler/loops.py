@@ -1,0 +1,140 @@
+"""The named loops every certctl process runs, with their default intervals.
+
+``leader_only`` loops have side effects that must not repeat (signing, sending, sweeping with
+audit rows) and run on the elected leader alone; the others are safe everywhere because their
+work is claimed row by row (``FOR UPDATE SKIP LOCKED``) and they spread load across replicas.
+An interval can be changed with ``CERTCTL_SCHEDULER_<NAME>_INTERVAL`` (``renewal-check`` →
+``CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL``), and a loop switched off with
+``CERTCTL_SCHEDULER_DISABLED_LOOPS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from certctl.settings import SettingsError
+
+if TYPE_CHECKING:
+    from certctl.runtime import Runtime
+
+__all__ = ["LoopSpec", "builtin_loops", "check_loop_names", "env_name"]
+
+LoopFunction = Callable[["Runtime"], Awaitable[int]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoopSpec:
+    """One periodic task. ``run`` returns how many items it handled."""
+
+    name: str
+    description: str
+    run: LoopFunction
+    interval: float
+    """Seconds between the end of one run and the start of the next (±jitter)."""
+    leader_only: bool
+    timeout: float
+    """A run taking longer is cancelled and recorded as failed."""
+    run_at_start: bool = True
+    wakeable: bool = False
+    """Runs early when something calls :meth:`Scheduler.wake` with its name."""
+
+
+def env_name(loop: str) -> str:
+    """The variable that overrides ``loop``'s interval."""
+    return f"CERTCTL_SCHEDULER_{loop.upper().replace('-', '_')}_INTERVAL"
+
+
+async def _process_jobs(runtime: Runtime) -> int:
+    return await runtime.worker.run_until_idle()
+
+
+async def _renewal_check(runtime: Runtime) -> int:
+    from certctl.worker.renewal import scan_for_renewals
+
+    return await scan_for_renewals(runtime)
+
+
+async def _reap_jobs(runtime: Runtime) -> int:
+    from certctl.worker.reaper import reap_jobs
+
+    return await reap_jobs(runtime)
+
+
+async def _collect_garbage(runtime: Runtime) -> int:
+    from certctl.worker.reaper import collect_garbage
+
+    return await collect_garbage(runtime)
+
+
+def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
+    """The loops of this process, intervals resolved from its settings."""
+    settings = runtime.settings
+    specs = [
+        LoopSpec(
+            name="job-processor",
+            description="claim runnable jobs (issuance, renewal, deployment) and run them",
+            run=_process_jobs,
+            interval=settings.worker_poll_interval,
+            leader_only=False,
+            timeout=max(float(settings.job_lease_seconds), 60.0),
+            wakeable=True,
+        ),
+        LoopSpec(
+            name="renewal-check",
+            description="enqueue a renewal for every certificate past its renewal time",
+            run=_renewal_check,
+            interval=60.0,
+            leader_only=True,
+            timeout=300.0,
+        ),
+        LoopSpec(
+            name="job-reaper",
+            description="fail jobs whose worker died on their last attempt",
+            run=_reap_jobs,
+            interval=60.0,
+            leader_only=True,
+            timeout=120.0,
+        ),
+        LoopSpec(
+            name="garbage-collection",
+            description="delete finished jobs past CERTCTL_JOB_RETENTION and departed replicas",
+            run=_collect_garbage,
+            interval=3600.0,
+            leader_only=True,
+            timeout=300.0,
+            run_at_start=False,
+        ),
+    ]
+    known = {spec.name for spec in specs}
+    check_loop_names(set(settings.loop_intervals) | set(settings.disabled_loops), known)
+    return [
+        _configured(spec, runtime) for spec in specs if spec.name not in settings.disabled_loops
+    ]
+
+
+def _configured(spec: LoopSpec, runtime: Runtime) -> LoopSpec:
+    interval = runtime.settings.loop_intervals.get(spec.name)
+    if interval is None:
+        return spec
+    return LoopSpec(
+        name=spec.name,
+        description=spec.description,
+        run=spec.run,
+        interval=interval,
+        leader_only=spec.leader_only,
+        timeout=spec.timeout,
+        run_at_start=spec.run_at_start,
+        wakeable=spec.wakeable,
+    )
+
+
+def check_loop_names(names: set[str], known: set[str]) -> None:
+    """Refuse interval overrides or disabled entries naming no loop (always a typo)."""
+    unknown = sorted(names - known)
+    if unknown:
+        raise SettingsError(
+            f"{env_name(unknown[0])} / CERTCTL_SCHEDULER_DISABLED_LOOPS: no loop named "
+            f"{unknown[0]!r} (loops: {', '.join(sorted(known))})"
+        )
