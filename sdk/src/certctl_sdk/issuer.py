@@ -69,7 +69,16 @@ class IssueRequest(msgspec.Struct, frozen=True, kw_only=True):
     ca_issuer_urls: tuple[str, ...] = ()
     crl_urls: tuple[str, ...] = ()
     idempotency_key: str = ""
-    """Stable across retries of the same request: issuers whose CA accepts one should pass it."""
+    """Stable across retries of the same order: issuers whose CA accepts one should pass it.
+
+    The core stores each order (key, CSR, ``requested_at``) before the first call, so a retry
+    after a crash — even one between the CA signing and the core storing — sends the *same*
+    request with the same key. An issuer that honours the key returns the certificate it already
+    signed instead of a second one (the Local CA does so by deriving the certificate from the
+    request; a remote CA by its own idempotency header or order lookup)."""
+    requested_at: datetime | None = None
+    """When the core placed the order (unchanged on retries); issuers that compute validity
+    themselves may count from it so that a retried order yields the same certificate."""
     profile_id: str | None = None
     certificate_id: str | None = None
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from certctl.db.base import new_id, utcnow
@@ -106,9 +106,10 @@ async def execute_issuances(
 ) -> list[IssuanceOutcome]:
     """Issue (or renew) the certificates of a batch of claimed jobs.
 
-    Rows are read with one query per table, connector calls run concurrently, and every
-    successful issuance of the batch is recorded in one transaction: the per-certificate cost
-    is the signature and a few rows in bulk statements, not a dozen round trips.
+    Rows are read with one query per table, every new order (key, CSR, order time) is stored on
+    its job before any CA sees it, connector calls run concurrently, and every successful
+    issuance of the batch is recorded in one transaction: the per-certificate cost is the
+    signature and a few rows in bulk statements, not a dozen round trips.
     """
     async with runtime.sessions() as session:
         certs = await _by_id(session, ManagedCertificate, {j.certificate_id for j in batch})
@@ -116,22 +117,35 @@ async def execute_issuances(
             session, CertificateProfile, {c.profile_id for c in certs.values() if c.profile_id}
         )
         issuers = await _by_id(session, ConnectorInstance, {c.issuer_id for c in certs.values()})
-    signed = await asyncio.gather(
-        *(_sign(runtime, job, certs, profiles, issuers, worker_id) for job in batch),
-        return_exceptions=True,
-    )
     outcomes: dict[str, IssuanceOutcome] = {}
-    ready: list[_Signed] = []
-    for job, result in zip(batch, signed, strict=True):
-        if isinstance(result, _Signed):
-            ready.append(result)
-        else:
-            outcomes[job.id] = result
-    if ready:
+    ready: list[_Order] = []
+    for job in batch:
         try:
-            events = await _record_issued(runtime, ready, worker_id)
+            order = await _check(runtime, job, certs, profiles, issuers, worker_id)
+        except Exception as exc:  # noqa: BLE001 - the runner classifies it
+            outcomes[job.id] = exc
+            continue
+        if order is not None:
+            ready.append(order)
+    try:
+        await _place_orders(runtime, ready, worker_id)
+    except Exception as exc:  # noqa: BLE001 - nothing reached a CA; each job retries
+        outcomes.update({order.job.id: exc for order in ready})
+        ready = []
+    signed = await asyncio.gather(
+        *(_sign(runtime, order, worker_id) for order in ready), return_exceptions=True
+    )
+    stored: list[_Signed] = []
+    for order, result in zip(ready, signed, strict=True):
+        if isinstance(result, _Signed):
+            stored.append(result)
+        else:
+            outcomes[order.job.id] = result
+    if stored:
+        try:
+            events = await _record_issued(runtime, stored, worker_id)
         except Exception as exc:  # noqa: BLE001 - the whole batch's write failed; each job retries
-            events = {item.job.id: exc for item in ready}
+            events = {item.job.id: exc for item in stored}
         outcomes.update(events)
     return [outcomes.get(job.id) for job in batch]
 
@@ -144,15 +158,23 @@ async def _by_id(session: AsyncSession, model: Any, ids: set[Any]) -> dict[str, 
     return {row.id: row for row in rows}
 
 
-async def _sign(
+class _Order(NamedTuple):
+    job: Job
+    cert: ManagedCertificate
+    profile: CertificateProfile | None
+    issuer_row: ConnectorInstance
+    issuer: Issuer[Any]
+
+
+async def _check(
     runtime: Runtime,
     job: Job,
     certs: dict[str, ManagedCertificate],
     profiles: dict[str, CertificateProfile],
     issuers: dict[str, ConnectorInstance],
     worker_id: str,
-) -> _Signed | None:
-    """Key, CSR, policy and the issuer call for one job; None when there is nothing to record."""
+) -> _Order | None:
+    """Whether the job may go to its CA; None when it was cancelled instead."""
     cert = certs.get(job.certificate_id or "")
     if cert is None or cert.status in ("archived", "revoked"):
         async with runtime.sessions() as session:
@@ -171,59 +193,94 @@ async def _sign(
         raise ConfigurationError("the certificate's issuer is missing or disabled")
     issuer = runtime.connectors.instance(issuer_row)
     assert isinstance(issuer, Issuer)
-
-    key_type = KeyType(cert.key_type)
-    sans = classify_sans(cert.sans)
     try:
         check_issuance(
             profile,
             IssuancePolicyInput(
-                key_type=key_type,
-                sans=sans,
+                key_type=KeyType(cert.key_type),
+                sans=classify_sans(cert.sans),
                 validity_seconds=cert.validity_seconds,
                 ekus=tuple(cert.ekus),
             ),
         )
     except PolicyViolation as exc:
         raise RejectedError(f"policy: {exc.detail}") from None
+    return _Order(job=job, cert=cert, profile=profile, issuer_row=issuer_row, issuer=issuer)
 
-    order_id = job.result.get("order_id")
-    key_pem: str | None = None
-    if order_id:
-        outcome = await issuer.poll(str(order_id))
-        csr_pem = str(job.result.get("csr_pem", ""))
-    else:
+
+def _pending_key_context(job_id: str) -> str:
+    """Encryption context of an order's key while it waits on the job row."""
+    return f"pending-key:{job_id}"
+
+
+async def _place_orders(runtime: Runtime, orders: list[_Order], worker_id: str) -> None:
+    """Give each new order its key, CSR and order time, stored on the job before any CA call.
+
+    A retried job finds its order here and sends the CA the same request again, so an issuer
+    honouring ``idempotency_key`` answers with the certificate it already signed — even when the
+    previous worker died between the CA's answer and storing it.
+    """
+    placed: list[dict[str, Any]] = []
+    for order in orders:
+        job, cert = order.job, order.cert
+        if job.result.get("csr_pem") and job.result.get("_pending_key_enc"):
+            continue
+        key_type = KeyType(cert.key_type)
         if key_type.value.startswith("rsa"):
             key = await asyncio.to_thread(generate_key, key_type)
         else:
             key = generate_key(key_type)
         key_pem = private_key_pem(key)
-        csr_pem = build_csr(key, cert.common_name, sans)
+        result = {
+            "csr_pem": build_csr(key, cert.common_name, classify_sans(cert.sans)),
+            "_pending_key_enc": runtime.box.encrypt(key_pem.encode(), _pending_key_context(job.id)),
+            "requested_at": utcnow().isoformat(),
+        }
+        job.result = result
+        placed.append({"b_id": job.id, "b_worker": worker_id, "result": result})
+    if not placed:
+        return
+    async with runtime.sessions.begin() as session:
+        table = Job.__table__
+        assert isinstance(table, Table)
+        await session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.claimed_by == bindparam("b_worker"))
+            .values(result=bindparam("result")),
+            placed,
+        )
+
+
+async def _sign(runtime: Runtime, order: _Order, worker_id: str) -> _Signed | None:
+    """The issuer call for one placed order; None when the CA has not signed yet."""
+    job, cert, profile, issuer_row, issuer = order
+    order_id = job.result.get("order_id")
+    csr_pem = str(job.result["csr_pem"])
+    sealed = str(job.result["_pending_key_enc"])
+    if order_id:
+        outcome = await issuer.poll(str(order_id))
+    else:
         base = runtime.settings.effective_public_url
         outcome = await issuer.issue(
             IssueRequest(
                 csr_pem=csr_pem,
                 common_name=cert.common_name,
-                sans=sans,
+                sans=classify_sans(cert.sans),
                 validity_seconds=cert.validity_seconds,
                 ekus=tuple(cert.ekus),
                 must_staple=bool(profile and profile.must_staple),
                 crl_urls=(f"{base}/.well-known/pki/crl/{issuer_row.id}",),
                 ocsp_urls=(f"{base}/.well-known/pki/ocsp/{issuer_row.id}",),
                 idempotency_key=job.idempotency_key,
+                requested_at=_order_time(job),
                 profile_id=cert.profile_id,
                 certificate_id=cert.id,
             )
         )
     if isinstance(outcome, PendingIssuance):
-        # Keep the order and (encrypted) key on the job so the next attempt polls, not reorders.
-        sealed = (
-            runtime.box.encrypt(str(key_pem).encode(), f"pending-key:{job.id}")
-            if key_pem and not order_id
-            else job.result.get("_pending_key_enc")
-        )
+        # Keep the order on the job so the next attempt polls instead of ordering again.
         async with runtime.sessions.begin() as session:
-            result = {"order_id": outcome.order_id, "csr_pem": csr_pem, "_pending_key_enc": sealed}
+            result = dict(job.result) | {"order_id": outcome.order_id}
             await session.execute(update(Job).where(Job.id == job.id).values(result=result))
             if not await jobs.release_for_retry(
                 session,
@@ -234,11 +291,7 @@ async def _sign(
             ):
                 raise JobLost(job.id)
         return None
-    if order_id:
-        key_pem = runtime.box.decrypt(
-            str(job.result["_pending_key_enc"]), f"pending-key:{job.id}"
-        ).decode()
-    assert key_pem is not None
+    key_pem = runtime.box.decrypt(sealed, _pending_key_context(job.id)).decode()
     return _Signed(
         job=job,
         certificate_id=cert.id,
@@ -247,6 +300,11 @@ async def _sign(
         csr_pem=csr_pem,
         key_pem=key_pem,
     )
+
+
+def _order_time(job: Job) -> datetime | None:
+    raw = job.result.get("requested_at")
+    return datetime.fromisoformat(str(raw)) if raw else None
 
 
 async def _record_issued(

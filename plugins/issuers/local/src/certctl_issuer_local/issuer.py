@@ -14,6 +14,8 @@ new root (seconds for 4096 bits) and CRL building (large lists) go to a worker t
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import ipaddress
 import secrets
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ import msgspec
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
     PrivateKeyTypes,
@@ -123,6 +125,8 @@ class _Authority:
     not_after: datetime
     """The earliest expiry along the chain: no leaf may outlive any certificate above it."""
     source: str
+    serial_secret: bytes
+    """Keys the serials of replayable orders (see :func:`_replayable`)."""
 
     @property
     def basic_constraints(self) -> x509.BasicConstraints:
@@ -311,19 +315,26 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
             )
 
         now = self.context.clock()
-        not_before, not_after = self._validity(ca, request, now)
+        derived = _replayable(request, now)
+        start = request.requested_at if derived and request.requested_at else now
+        not_before, not_after = self._validity(ca, request, start)
+        serial = (
+            _derived_serial(ca, request, self.config.serial_bits)
+            if derived
+            else _random_serial(self.config.serial_bits)
+        )
         builder = (
             x509.CertificateBuilder()
             .subject_name(_subject(request.common_name))
             .issuer_name(ca.certificate.subject)
             .public_key(public_key)
-            .serial_number(_random_serial(self.config.serial_bits))
+            .serial_number(serial)
             .not_valid_before(not_before)
             .not_valid_after(not_after)
         )
         for extension, critical in _leaf_extensions(ca, request, public_key):
             builder = builder.add_extension(extension, critical=critical)
-        certificate = builder.sign(ca.key, ca.hash)
+        certificate = _sign_deterministically(builder, ca)
         return IssuedCertificate(
             certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
             chain_pem=ca.pems,
@@ -517,6 +528,7 @@ def _authority(
         public_key_der=public_key_der,
         not_after=min(c.not_valid_after_utc for c in (certificate, *chain)),
         source=source,
+        serial_secret=_serial_secret(key),
     )
 
 
@@ -535,6 +547,51 @@ def _authority_from_state(blob: bytes) -> _Authority:
             f"the stored root CA ({ROOT_STATE_KEY!r} in this issuer's state) is damaged: {exc}"
         ) from None
     return _authority(certificate, _signing_key(key, "stored root key"), (), "self-signed")
+
+
+REPLAY_WINDOW = timedelta(hours=24)
+"""A retried order older than this is signed afresh: its validity would start too far back."""
+
+
+def _replayable(request: IssueRequest, now: datetime) -> bool:
+    """Whether to derive the certificate from the order, so that a retry re-creates it exactly.
+
+    Needs the core's idempotency key and order time. The serial is an HMAC of the whole request
+    under a secret only the CA key can produce, the validity counts from ``requested_at``, and
+    the signature is deterministic (RFC 6979 ECDSA, PKCS#1 v1.5, EdDSA): the same order signed
+    twice is the same certificate, byte for byte, so a crash between signing and storing can
+    never put two certificates into the world.
+    """
+    at = request.requested_at
+    return bool(request.idempotency_key) and at is not None and abs(now - at) <= REPLAY_WINDOW
+
+
+def _derived_serial(ca: _Authority, request: IssueRequest, bits: int) -> int:
+    """An unpredictable serial that is a function of the order (never zero)."""
+    digest = hmac.new(ca.serial_secret, msgspec.json.encode(request), hashlib.sha512).digest()
+    serial = int.from_bytes(digest, "big") >> (512 - bits)
+    return serial or 1
+
+
+def _serial_secret(key: SigningKey) -> bytes:
+    """A secret only the CA key can produce: the hash of its deterministic signature of a label.
+
+    Kept in memory only; it works for any key that can sign (a token-held key included).
+    """
+    label = b"certctl local CA: serial derivation key v1"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        signature = key.sign(label, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    elif isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(label, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        signature = key.sign(label)
+    return hashlib.sha256(signature).digest()
+
+
+def _sign_deterministically(builder: x509.CertificateBuilder, ca: _Authority) -> x509.Certificate:
+    if isinstance(ca.key, ec.EllipticCurvePrivateKey):
+        return builder.sign(ca.key, ca.hash, ecdsa_deterministic=True)
+    return builder.sign(ca.key, ca.hash)  # PKCS#1 v1.5 and EdDSA are deterministic already
 
 
 def _random_serial(bits: int) -> int:
