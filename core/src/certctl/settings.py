@@ -292,6 +292,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "worker_concurrency": _int(e, "CERTCTL_WORKER_CONCURRENCY", 8, minimum=1),
             "worker_batch_size": _int(e, "CERTCTL_WORKER_BATCH_SIZE", 256, minimum=1),
             "job_max_attempts": _int(e, "CERTCTL_JOB_MAX_ATTEMPTS", 5, minimum=1),
+            "job_lease_seconds": _duration(e, "CERTCTL_JOB_LEASE_TIMEOUT", 300),
             "loop_intervals": _loop_intervals(e),
             "disabled_loops": _list(e, "CERTCTL_SCHEDULER_DISABLED_LOOPS") or (),
             "scheduler_jitter": _fraction(e, "CERTCTL_SCHEDULER_JITTER", 0.10),
