@@ -36,6 +36,12 @@ ALL_PERMISSIONS: frozenset[str] = frozenset(
         "auth.key.create",
         "auth.key.delete",
         "plugin.read",
+        "approval.read",
+        "approval.approve",
+        "approval.reject",
+        "policy.read",
+        "policy.edit",
+        "policy.delete",
     }
 )
 
@@ -51,6 +57,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "job.read",
             "audit.read",
             "plugin.read",
+            "approval.read",
+            "policy.read",
         }
     ),
 }
