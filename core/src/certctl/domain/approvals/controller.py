@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, get, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from certctl.domain.approvals import service
 from certctl.domain.approvals.schemas import ApprovalOut, DecisionIn
@@ -25,7 +27,7 @@ class ApprovalController(Controller):
         session: SessionDep,
         page: FromQuery[int] = 1,
         per_page: FromQuery[int] = 50,
-        state: FromQuery[str | None] = None,
+        state_: Annotated[str | None, QueryParameter(name="state")] = None,
         kind: FromQuery[str | None] = None,
         certificate_id: FromQuery[str | None] = None,
         job_id: FromQuery[str | None] = None,
@@ -35,7 +37,7 @@ class ApprovalController(Controller):
         """Newest first, filtered by state, kind, certificate, job, profile or requester."""
         offset, limit = page_window(page, per_page)
         filters = service.ApprovalFilter(
-            state=state,
+            state=state_,
             kind=kind,
             certificate_id=certificate_id,
             job_id=job_id,

@@ -98,7 +98,7 @@ class ProfileController(Controller):
             await session.commit()
         return Response(profile_out(row), status_code=200)
 
-    @delete("/{profile_id:str}", opt={"permission": "profile.delete"}, status_code=204)
+    @delete("/{profile_id:str}", opt={"permission": "profile.delete"}, status_code=200)
     async def delete_profile(
         self, runtime: RuntimeDep, session: SessionDep, actor: ActorDep, profile_id: FromPath[str]
     ) -> Response[ProfileAccepted | None]:

@@ -109,7 +109,7 @@ async def create_profile(
         "profile.create",
         resource_type="profile",
         resource_id=row.id,
-        details={"name": row.name, "requires_approval": row.requires_approval},
+        details={"name": row.name},
     )
     return row
 
