@@ -12,10 +12,12 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
 from certctl import __version__
+from certctl.domain.approvals.controller import ApprovalController
 from certctl.domain.audit.controller import AuditController
 from certctl.domain.auth.controller import AuthController
 from certctl.domain.auth.guards import authorize
 from certctl.domain.certificates.controller import CertificateController
+from certctl.domain.compliance.controller import PolicyController
 from certctl.domain.connectors.controller import connector_controllers
 from certctl.domain.jobs.controller import JobController
 from certctl.domain.ocsp.controller import OcspController
@@ -65,6 +67,8 @@ def create_app(
             OcspController,
             JobController,
             SchedulerController,
+            ApprovalController,
+            PolicyController,
             AuditController,
         ],
         dependencies=DEPENDENCIES,

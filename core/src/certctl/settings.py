@@ -241,6 +241,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A responder certificate this close to expiry is replaced on its next use."""
     ocsp_rate_limit_per_ip_min: int = 1000
     """OCSP requests per client address per minute; 0 disables the limit."""
+    approval_bypass: bool = False
+    """Approve every approval request at once as ``system-bypass`` (audited); for labs only."""
+    job_awaiting_approval_timeout_seconds: int = 168 * 3600
+    """Approval requests (and their jobs) still undecided after this long expire."""
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -310,6 +314,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             "ocsp_rotation_grace_seconds": _duration(e, "CERTCTL_OCSP_ROTATION_GRACE", 7 * 86400),
             "ocsp_rate_limit_per_ip_min": _int(e, "CERTCTL_OCSP_RATE_LIMIT_PER_IP_MIN", 1000),
+            "approval_bypass": _bool(e, "CERTCTL_APPROVAL_BYPASS", False),
+            "job_awaiting_approval_timeout_seconds": _duration(
+                e, "CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT", 168 * 3600
+            ),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):

@@ -228,3 +228,51 @@ async def test_certificates_are_checked_against_their_profile(client, admin_head
     assert "www.evil.test" in r.json()["detail"]
     total = (await client.get("/api/v1/certificates", headers=admin_headers)).json()["total"]
     assert total == 0
+
+
+async def test_required_san_patterns_are_enforced_on_request(client, admin_headers, database_url):
+    r = await client.post(
+        "/api/v1/issuers", json={"name": "ca", "type": "local", "config": {}}, headers=admin_headers
+    )
+    issuer = r.json()["id"]
+    profile = await create(
+        client,
+        admin_headers,
+        {"name": "corp", "required_san_patterns": ["*.corp.example.test"]},
+    )
+    assert profile["required_san_patterns"] == ["*.corp.example.test"]
+    assert profile["requires_approval"] is False
+    r = await client.post(
+        "/api/v1/certificates",
+        json={"common_name": "www.example.test", "issuer_id": issuer, "profile_id": profile["id"]},
+        headers=admin_headers,
+    )
+    assert r.status_code == 422, r.text
+    assert "required SAN pattern '*.corp.example.test'" in r.json()["detail"]
+    assert await rows(database_url, "managed_certificates") == 0
+    r = await client.post(
+        "/api/v1/certificates",
+        json={
+            "common_name": "www.example.test",
+            "sans": ["web.corp.example.test"],
+            "issuer_id": issuer,
+            "profile_id": profile["id"],
+        },
+        headers=admin_headers,
+    )
+    assert r.status_code == 202, r.text
+    r = await client.post(
+        "/api/v1/profiles",
+        json={"name": "broken", "required_san_patterns": ["a*.test"]},
+        headers=admin_headers,
+    )
+    assert r.status_code == 400
+
+
+async def rows(database_url: str, table: str) -> int:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.scalar(sa.text(f"SELECT count(*) FROM {table}"))  # noqa: S608
+    finally:
+        await engine.dispose()

@@ -136,3 +136,34 @@ def test_all_problems_are_reported_at_once():
     with pytest.raises(PolicyViolation) as info:
         check_issuance(profile(enabled=False), request(names=("evil.test",)))
     assert info.value.detail == "; ".join(info.value.extra["violations"])
+
+
+def test_required_patterns_each_need_a_matching_name():
+    prof = profile(
+        allowed_san_patterns=[],
+        required_san_patterns=["*.corp.example", "spiffe://corp/*"],
+    )
+    check_issuance(prof, request(names=("web.corp.example", "spiffe://corp/ns/web", "x.test")))
+    problems = violations(prof, request(names=("web.corp.example", "x.test")))
+    assert problems == ["no name matches the profile's required SAN pattern 'spiffe://corp/*'"]
+    problems = violations(prof, request(names=("x.test",)))
+    assert len(problems) == 2
+
+
+def test_required_patterns_match_by_type():
+    # A pattern is only satisfied by a name of its own type: DNS names never meet a CIDR.
+    prof = profile(allowed_san_patterns=[], required_san_patterns=["10.0.0.0/8"])
+    violations(prof, request(names=("www.example.com",)))
+    check_issuance(prof, request(names=("www.example.com", "10.1.2.3")))
+
+
+def test_required_and_allowed_patterns_combine():
+    prof = profile(required_san_patterns=["example.com"])
+    [problem] = violations(prof, request(names=("www.example.com",)))
+    assert "required SAN pattern 'example.com'" in problem
+    check_issuance(prof, request(names=("www.example.com", "example.com")))
+
+
+def test_profiles_without_required_patterns_require_nothing():
+    check_issuance(profile(required_san_patterns=[]), request())
+    check_issuance(profile(required_san_patterns=None), request())

@@ -345,3 +345,20 @@ def test_bad_ocsp_durations_name_the_variable(value):
 def test_ocsp_grace_must_be_shorter_than_the_validity():
     with pytest.raises(SettingsError, match="CERTCTL_OCSP_ROTATION_GRACE"):
         from_env(CERTCTL_OCSP_RESPONDER_VALIDITY="7d", CERTCTL_OCSP_ROTATION_GRACE="7d")
+
+
+def test_approval_settings_defaults_and_durations():
+    settings = from_env()
+    assert settings.approval_bypass is False
+    assert settings.job_awaiting_approval_timeout_seconds == 168 * 3600
+    settings = from_env(CERTCTL_APPROVAL_BYPASS="true", CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT="72h")
+    assert settings.approval_bypass is True
+    assert settings.job_awaiting_approval_timeout_seconds == 72 * 3600
+    assert (
+        from_env(CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT="7d").job_awaiting_approval_timeout_seconds
+        == 7 * 86400
+    )
+    with pytest.raises(SettingsError, match="CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT"):
+        from_env(CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT="a week")
+    with pytest.raises(SettingsError, match="CERTCTL_APPROVAL_BYPASS"):
+        from_env(CERTCTL_APPROVAL_BYPASS="maybe")

@@ -1,4 +1,16 @@
-"""The one policy check every issuance path goes through (API, renewal, later ACME/EST/SCEP)."""
+"""The one policy check every issuance path goes through (API, renewal, later ACME/EST/SCEP).
+
+SAN patterns come in two lists with different quantifiers:
+
+- ``allowed_san_patterns``: *every* name of the request must match *some* pattern (a fence);
+- ``required_san_patterns``: *every* pattern must be matched by *some* name of the request
+  (a must-have, e.g. ``*.corp.example`` so each certificate names a host in the corporate zone,
+  or ``spiffe://corp/*`` so each workload certificate carries its SPIFFE ID).
+
+Both use the typed matching of :func:`certctl.lib.names.name_matches`: a DNS pattern is never
+satisfied by a URI or e-mail name. The Go certctl stores required patterns without checking
+them; here they are enforced at request time and again just before signing.
+"""
 
 from __future__ import annotations
 
@@ -67,6 +79,10 @@ def check_issuance(profile: CertificateProfile | None, request: IssuancePolicyIn
         for name in request.sans.all():
             if not any(name_matches(name, p) for p in profile.allowed_san_patterns):
                 problems.append(f"name {name!r} matches none of the profile's SAN patterns")
+    names = request.sans.all()
+    for pattern in profile.required_san_patterns or ():
+        if not any(name_matches(name, pattern) for name in names):
+            problems.append(f"no name matches the profile's required SAN pattern {pattern!r}")
     if profile.allowed_ekus:
         extra = sorted(set(request.ekus) - set(profile.allowed_ekus))
         if extra:

@@ -18,9 +18,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from certctl.db.base import utcnow
-from certctl.db.models import Job, ManagedCertificate
+from certctl.db.models import CertificateProfile, Job, ManagedCertificate
 from certctl.domain.audit.service import audit_row, record_many
 from certctl.domain.auth.actor import SYSTEM
+from certctl.domain.certificates.service import request_renewal
 from certctl.domain.jobs import service as jobs
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ def _due(now: Any, limit: int) -> Any:
         Job.idempotency_key == literal("renew:") + cert.id + literal(":") + cert.current_version_id
     )
     return (
-        select(cert.id, cert.current_version_id)
+        select(cert.id, cert.current_version_id, CertificateProfile.requires_approval)
+        .outerjoin(CertificateProfile, CertificateProfile.id == cert.profile_id)
         .where(
             and_(
                 cert.status == "active",
@@ -61,7 +63,11 @@ def _due(now: Any, limit: int) -> Any:
 
 
 async def scan_for_renewals(runtime: Runtime, chunk: int = CHUNK) -> int:
-    """Enqueue renewals for every due certificate; returns how many jobs were created."""
+    """Enqueue renewals for every due certificate; returns how many jobs were created.
+
+    Under an approval-gated profile the renewal waits for a second person
+    (``CERTCTL_APPROVAL_BYPASS`` approves it at once), exactly as a manual renewal does.
+    """
     now = utcnow()
     created = 0
     max_attempts = runtime.settings.job_max_attempts
@@ -70,6 +76,20 @@ async def scan_for_renewals(runtime: Runtime, chunk: int = CHUNK) -> int:
             due = (await session.execute(_due(now, chunk))).all()
             if not due:
                 break
+            # Approval-gated renewals open a request for a second person each: few, one by one.
+            for cert_id, _version, gated in due:
+                if gated:
+                    cert = await session.get(ManagedCertificate, cert_id)
+                    assert cert is not None
+                    await request_renewal(
+                        session,
+                        cert,
+                        SYSTEM,
+                        max_attempts=max_attempts,
+                        forced=False,
+                        approval_bypass=runtime.settings.approval_bypass,
+                    )
+                    created += 1
             rows = [
                 jobs.job_values(
                     type="renewal",
@@ -79,18 +99,23 @@ async def scan_for_renewals(runtime: Runtime, chunk: int = CHUNK) -> int:
                     max_attempts=max_attempts,
                     now=now,
                 )
-                for cert_id, version_id in due
+                for cert_id, version_id, gated in due
+                if not gated
             ]
             dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
             insert = pg_insert if dialect == "postgresql" else sqlite_insert
             inserted = (
-                await session.execute(
-                    insert(Job)
-                    .values(rows)
-                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                    .returning(Job.id, Job.certificate_id)
-                )
-            ).all()
+                (
+                    await session.execute(
+                        insert(Job)
+                        .values(rows)
+                        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                        .returning(Job.id, Job.certificate_id)
+                    )
+                ).all()
+                if rows
+                else []
+            )
             await record_many(
                 session,
                 [

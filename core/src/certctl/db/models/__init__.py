@@ -1,5 +1,6 @@
 """All models, importable from one place (Alembic reads ``Base.metadata`` from here)."""
 
+from certctl.db.models.approval import ApprovalRequest
 from certctl.db.models.audit import AuditEvent
 from certctl.db.models.auth import ApiKey, SystemFlag
 from certctl.db.models.certificate import (
@@ -9,6 +10,7 @@ from certctl.db.models.certificate import (
     Deployment,
     ManagedCertificate,
 )
+from certctl.db.models.compliance import ComplianceViolation, PolicyRule
 from certctl.db.models.connector import ConnectorInstance, ConnectorState
 from certctl.db.models.job import Job
 from certctl.db.models.ocsp import OcspResponder
@@ -17,11 +19,13 @@ from certctl.db.models.scheduler import SchedulerLease, SchedulerLoopRun, Schedu
 
 __all__ = [
     "ApiKey",
+    "ApprovalRequest",
     "AuditEvent",
     "CertificateProfile",
     "CertificateRevocation",
     "CertificateTarget",
     "CertificateVersion",
+    "ComplianceViolation",
     "ConnectorInstance",
     "ConnectorState",
     "CrlState",
@@ -29,6 +33,7 @@ __all__ = [
     "Job",
     "ManagedCertificate",
     "OcspResponder",
+    "PolicyRule",
     "SchedulerLease",
     "SchedulerLoopRun",
     "SchedulerReplica",

@@ -12,7 +12,7 @@ from certctl.db.base import Base, UTCDateTime, utcnow
 
 
 class CertificateProfile(Base):
-    """Issuance policy: key algorithms, lifetime, SAN patterns, EKUs, must-staple."""
+    """Issuance policy: key algorithms, lifetime, SAN patterns, EKUs, must-staple, approval."""
 
     __tablename__ = "certificate_profiles"
 
@@ -26,6 +26,8 @@ class CertificateProfile(Base):
     must_staple: Mapped[bool] = mapped_column(Boolean, default=False)
     renew_before_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    required_san_patterns: Mapped[list[str]] = mapped_column(JSON, default=list)
+    requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

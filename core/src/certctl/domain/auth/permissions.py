@@ -39,6 +39,12 @@ ALL_PERMISSIONS: frozenset[str] = frozenset(
         # Not in the reference catalogue, which has no scheduler API: status and run-now.
         "scheduler.read",
         "scheduler.run",
+        "approval.read",
+        "approval.approve",
+        "approval.reject",
+        "policy.read",
+        "policy.edit",
+        "policy.delete",
     }
 )
 
@@ -55,6 +61,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "audit.read",
             "plugin.read",
             "scheduler.read",
+            "approval.read",
+            "policy.read",
         }
     ),
 }

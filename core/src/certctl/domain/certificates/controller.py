@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 
 from certctl.db.base import utcnow
 from certctl.db.models import CertificateVersion, Deployment, Job
+from certctl.domain.approvals import service as approvals
 from certctl.domain.audit.service import record
 from certctl.domain.certificates import service
 from certctl.domain.certificates.schemas import (
@@ -24,6 +25,8 @@ from certctl.domain.certificates.schemas import (
     PemExport,
     VersionOut,
 )
+from certctl.domain.compliance.schemas import ViolationOut
+from certctl.domain.compliance.service import list_violations
 from certctl.errors import Conflict, NotFound
 from certctl.lib.deps import ActorDep, RuntimeDep, SessionDep
 from certctl.lib.pagination import Page, page_window
@@ -76,6 +79,7 @@ class CertificateController(Controller):
             actor,
             default_validity_days=runtime.settings.default_validity_days,
             max_attempts=runtime.settings.job_max_attempts,
+            approval_bypass=runtime.settings.approval_bypass,
         )
         await session.commit()
         runtime.worker.wake()
@@ -98,6 +102,7 @@ class CertificateController(Controller):
             actor,
             default_validity_days=runtime.settings.default_validity_days,
             max_attempts=runtime.settings.job_max_attempts,
+            approval_bypass=runtime.settings.approval_bypass,
         )
         await session.commit()
         runtime.worker.wake()
@@ -132,12 +137,14 @@ class CertificateController(Controller):
     async def archive_certificate(
         self, session: SessionDep, actor: ActorDep, certificate_id: FromPath[str]
     ) -> None:
-        """Archive: stop renewing, cancel pending jobs; versions and audit history are kept."""
+        """Archive: stop renewing, cancel pending and awaiting-approval jobs (their approval
+        requests become ``cancelled``); versions and audit history are kept."""
         cert = await service.get_certificate(session, certificate_id)
         if await session.scalar(
             select(Job.id).where(Job.certificate_id == cert.id, Job.status == "running").limit(1)
         ):
             raise Conflict("a job for this certificate is running; retry when it finishes")
+        await approvals.cancel_for_certificate(session, cert.id, actor)
         await session.execute(
             update(Job)
             .where(Job.certificate_id == cert.id, Job.status == "pending")
@@ -220,7 +227,12 @@ class CertificateController(Controller):
         """Renew now; an issuance or renewal already under way is returned instead."""
         cert = await service.get_certificate(session, certificate_id)
         job = await service.request_renewal(
-            session, cert, actor, max_attempts=runtime.settings.job_max_attempts, forced=True
+            session,
+            cert,
+            actor,
+            max_attempts=runtime.settings.job_max_attempts,
+            forced=True,
+            approval_bypass=runtime.settings.approval_bypass,
         )
         await session.commit()
         runtime.worker.wake()
@@ -247,6 +259,22 @@ class CertificateController(Controller):
         await session.commit()
         runtime.worker.wake()
         return [service.job_out(j) for j in created]
+
+    @get("/{certificate_id:str}/violations", opt={"permission": "policy.read"})
+    async def list_certificate_violations(
+        self,
+        session: SessionDep,
+        certificate_id: FromPath[str],
+        page: FromQuery[int] = 1,
+        per_page: FromQuery[int] = 50,
+    ) -> Page[ViolationOut]:
+        """Compliance rules this certificate currently breaks."""
+        offset, limit = page_window(page, per_page)
+        await service.get_certificate(session, certificate_id)
+        data, total = await list_violations(
+            session, certificate_id=certificate_id, offset=offset, limit=limit
+        )
+        return Page(data=data, total=total, page=page, per_page=per_page)
 
     @get("/{certificate_id:str}/export/pem", opt={"permission": "cert.read"})
     async def export_pem(self, session: SessionDep, certificate_id: FromPath[str]) -> PemExport:

@@ -16,6 +16,7 @@ from certctl.db.models import (
     Job,
     ManagedCertificate,
 )
+from certctl.domain.approvals import service as approvals
 from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import Actor
 from certctl.domain.certificates.schemas import (
@@ -24,6 +25,7 @@ from certctl.domain.certificates.schemas import (
     CertificateUpdate,
     JobOut,
 )
+from certctl.domain.compliance.service import evaluate_certificates
 from certctl.domain.jobs import service as jobs
 from certctl.domain.policy import IssuancePolicyInput, check_issuance
 from certctl.errors import BadRequest, CertctlError, Conflict, NotFound
@@ -194,8 +196,12 @@ def _prepare(
     *,
     default_validity_days: int,
     max_attempts: int,
+    approval_bypass: bool,
 ) -> tuple[ManagedCertificate, Job, list[str]]:
-    """Validate one request and apply policy; build, but do not add, its rows."""
+    """Validate one request and apply policy; build, but do not add, its rows.
+
+    Under an approval-tier profile the issuance job starts ``awaiting_approval``.
+    """
     issuer = refs.issuers.get(data.issuer_id)
     if issuer is None:
         raise BadRequest(f"unknown issuer_id {data.issuer_id!r}")
@@ -263,6 +269,7 @@ def _prepare(
             requested_by=actor.name,
             max_attempts=max_attempts,
             now=now,
+            status=approvals.job_status_for(profile, bypass=approval_bypass),
         )
     )
     return cert, job, target_ids
@@ -275,11 +282,14 @@ async def create_certificates(
     *,
     default_validity_days: int,
     max_attempts: int,
+    approval_bypass: bool = False,
 ) -> list[tuple[ManagedCertificate, Job, list[str]]]:
     """Validate every request, then store all certificates and their issuance jobs.
 
     All or nothing: the first invalid request raises (naming its index when there are several)
-    before anything is added; the caller commits.
+    before anything is added; the caller commits. Jobs under approval-tier profiles get their
+    approval requests in the same transaction, and every new certificate is evaluated against
+    the compliance rules (reported, never refused).
     """
     refs = await _Referenced.load(session, items)
     prepared = []
@@ -292,6 +302,7 @@ async def create_certificates(
                     actor,
                     default_validity_days=default_validity_days,
                     max_attempts=max_attempts,
+                    approval_bypass=approval_bypass,
                 )
             )
         except CertctlError as exc:
@@ -316,6 +327,15 @@ async def create_certificates(
                 "job_id": job.id,
             },
         )
+    gated = [
+        (job, "cert_issuance", cert.profile_id)
+        for cert, job, _ in prepared
+        if cert.profile_id and refs.profiles[cert.profile_id].requires_approval
+    ]
+    if gated:
+        await session.flush()  # the approval requests reference the jobs
+        await approvals.open_for_jobs(session, gated, actor, bypass=approval_bypass)
+    await evaluate_certificates(session, [cert for cert, _, _ in prepared], actor)
     return prepared
 
 
@@ -351,6 +371,7 @@ async def update_certificate(
         category="cert_lifecycle",
         details={"fields": changed},
     )
+    await evaluate_certificates(session, [cert], actor)
     return await target_ids_of(session, cert.id)
 
 
@@ -372,11 +393,14 @@ async def request_renewal(
     *,
     max_attempts: int,
     forced: bool,
+    approval_bypass: bool = False,
 ) -> Job:
     """Enqueue a renewal; an already open issuance/renewal job is returned instead.
 
     Automatic renewals are keyed by the version they replace, so a version is renewed once no
-    matter how many replicas or scans notice it; forced renewals always get a new job.
+    matter how many replicas or scans notice it; forced renewals always get a new job. Under an
+    approval-tier profile the job waits (``awaiting_approval``) for a second person; a rejected
+    or expired automatic renewal is therefore not requested again for the same version.
     """
     if cert.status in ("archived", "revoked"):
         raise Conflict(f"{cert.status} certificates cannot be renewed")
@@ -392,6 +416,7 @@ async def request_renewal(
         prior = await session.scalar(select(Job).where(Job.idempotency_key == key))
         if prior is not None:
             return prior  # this version's automatic renewal already ran (or failed for good)
+    profile = await session.get(CertificateProfile, cert.profile_id) if cert.profile_id else None
     job = await jobs.enqueue(
         session,
         type="renewal" if cert.current_version_id else "issuance",
@@ -399,7 +424,13 @@ async def request_renewal(
         certificate_id=cert.id,
         requested_by=actor.name,
         max_attempts=max_attempts,
+        status=approvals.job_status_for(profile, bypass=approval_bypass),
     )
+    if profile is not None and profile.requires_approval:
+        kind = "cert_renewal" if cert.current_version_id else "cert_issuance"
+        await approvals.open_for_jobs(
+            session, [(job, kind, profile.id)], actor, bypass=approval_bypass
+        )
     record(
         session,
         actor,

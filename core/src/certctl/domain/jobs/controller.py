@@ -1,12 +1,14 @@
-"""``/api/v1/jobs``: list, inspect and cancel jobs."""
+"""``/api/v1/jobs``: list, inspect, cancel jobs, and decide the approval gating one."""
 
 from __future__ import annotations
 
 from litestar import Controller, get, post
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy import func, select
 
 from certctl.db.models import Job
+from certctl.domain.approvals import service as approvals
+from certctl.domain.approvals.schemas import ApprovalOut, DecisionIn
 from certctl.domain.audit.service import record
 from certctl.domain.certificates.schemas import JobOut
 from certctl.domain.certificates.service import job_out
@@ -78,3 +80,31 @@ class JobController(Controller):
         )
         await session.commit()
         return job_out(job)
+
+    @post("/{job_id:str}/approve", opt={"permission": "approval.approve"}, status_code=200)
+    async def approve_job(
+        self,
+        session: SessionDep,
+        actor: ActorDep,
+        job_id: FromPath[str],
+        data: JSONBody[DecisionIn | None] = None,
+    ) -> ApprovalOut:
+        """Approve the request gating this job (same rules as ``/approvals/{id}/approve``)."""
+        row = await approvals.request_of_job(session, job_id)
+        await approvals.decide(session, row, actor, approve=True, note=data.note if data else "")
+        await session.commit()
+        return approvals.approval_out(row)
+
+    @post("/{job_id:str}/reject", opt={"permission": "approval.reject"}, status_code=200)
+    async def reject_job(
+        self,
+        session: SessionDep,
+        actor: ActorDep,
+        job_id: FromPath[str],
+        data: JSONBody[DecisionIn | None] = None,
+    ) -> ApprovalOut:
+        """Reject the request gating this job; the job is cancelled."""
+        row = await approvals.request_of_job(session, job_id)
+        await approvals.decide(session, row, actor, approve=False, note=data.note if data else "")
+        await session.commit()
+        return approvals.approval_out(row)

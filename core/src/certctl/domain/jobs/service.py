@@ -32,7 +32,9 @@ __all__ = [
     "release_for_retry",
 ]
 
-OPEN_STATUSES = ("pending", "running")
+OPEN_STATUSES = ("pending", "running", "awaiting_approval")
+"""Statuses of jobs that have not finished. Only ``pending`` (and lease-expired ``running``)
+jobs are ever claimed: ``awaiting_approval`` waits for a decision (see ``domain/approvals``)."""
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -52,13 +54,14 @@ def job_values(
     version_id: str | None = None,
     run_at: datetime | None = None,
     now: datetime | None = None,
+    status: str = "pending",
 ) -> dict[str, Any]:
-    """The column values of a new pending job."""
+    """The column values of a new job (``pending`` unless held for approval)."""
     now = now or utcnow()
     return {
         "id": new_id("job"),
         "type": type,
-        "status": "pending",
+        "status": status,
         "certificate_id": certificate_id,
         "target_id": target_id,
         "version_id": version_id,
@@ -98,9 +101,11 @@ async def enqueue(
     target_id: str | None = None,
     version_id: str | None = None,
     run_at: datetime | None = None,
+    status: str = "pending",
 ) -> Job:
     """Add a job, or return the existing job with the same idempotency key."""
     values = job_values(
+        status=status,
         type=type,
         idempotency_key=idempotency_key,
         certificate_id=certificate_id,
@@ -242,6 +247,8 @@ async def release_for_retry(
 
 async def cancel(session: AsyncSession, job: Job) -> Job:
     """Cancel a job that has not started; running and finished jobs are a 409."""
+    if job.status == "awaiting_approval":
+        raise Conflict(f"job {job.id} is awaiting approval; reject its approval request instead")
     if job.status != "pending":
         raise Conflict(f"job {job.id} is {job.status}; only pending jobs can be cancelled")
     outcome = await session.execute(

@@ -1,40 +1,41 @@
-"""``/api/v1/profiles``: certificate profiles (issuance policy)."""
+"""``/api/v1/profiles``: certificate profiles (issuance policy).
+
+Edits and deletions of an approval-tier profile (``requires_approval``), and edits that switch
+approval on, are not applied: they become an approval request and the answer is ``202`` with
+it. The change is applied when a second person approves.
+"""
 
 from __future__ import annotations
 
-import msgspec
-from litestar import Controller, delete, get, post, put
+from typing import Any
+
+from litestar import Controller, Response, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
-from certctl.db.base import utcnow
-from certctl.db.models import CertificateProfile, ManagedCertificate
-from certctl.domain.audit.service import record
-from certctl.domain.profiles.schemas import KeyAlgorithmRule, ProfileIn, ProfileOut, ProfileUpdate
-from certctl.domain.profiles.service import create_profile, validate_profile_fields
-from certctl.errors import Conflict, NotFound
-from certctl.lib.deps import ActorDep, SessionDep
+from certctl.db.models import CertificateProfile
+from certctl.domain.approvals import service as approvals
+from certctl.domain.profiles.schemas import ProfileAccepted, ProfileIn, ProfileOut, ProfileUpdate
+from certctl.domain.profiles.service import (
+    apply_update,
+    create_profile,
+    delete_profile,
+    edit_needs_approval,
+    profile_out,
+)
+from certctl.errors import NotFound
+from certctl.lib.deps import ActorDep, RuntimeDep, SessionDep
 from certctl.lib.pagination import Page, page_window
 
 __all__ = ["ProfileController"]
 
 
-def _out(row: CertificateProfile) -> ProfileOut:
-    return ProfileOut(
-        id=row.id,
-        name=row.name,
-        description=row.description,
-        allowed_key_algorithms=msgspec.convert(row.allowed_key_algorithms, list[KeyAlgorithmRule]),
-        max_ttl_seconds=row.max_ttl_seconds,
-        allowed_san_patterns=list(row.allowed_san_patterns),
-        allowed_ekus=list(row.allowed_ekus),
-        must_staple=row.must_staple,
-        renew_before_days=row.renew_before_days,
-        enabled=row.enabled,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+async def _get(session: Any, profile_id: str) -> CertificateProfile:
+    row = await session.get(CertificateProfile, profile_id)
+    if row is None:
+        raise NotFound(f"profile {profile_id!r} not found")
+    assert isinstance(row, CertificateProfile)
+    return row
 
 
 class ProfileController(Controller):
@@ -54,7 +55,7 @@ class ProfileController(Controller):
             select(CertificateProfile).order_by(CertificateProfile.name).offset(offset).limit(limit)
         )
         return Page(
-            data=[_out(r) for r in rows], total=int(total or 0), page=page, per_page=per_page
+            data=[profile_out(r) for r in rows], total=int(total or 0), page=page, per_page=per_page
         )
 
     @post("/", opt={"permission": "profile.edit"})
@@ -64,76 +65,56 @@ class ProfileController(Controller):
         """Create a profile."""
         row = await create_profile(session, data, actor)
         await session.commit()
-        return _out(row)
+        return profile_out(row)
 
     @get("/{profile_id:str}", opt={"permission": "profile.read"})
     async def get_profile(self, session: SessionDep, profile_id: FromPath[str]) -> ProfileOut:
         """One profile."""
-        row = await session.get(CertificateProfile, profile_id)
-        if row is None:
-            raise NotFound(f"profile {profile_id!r} not found")
-        return _out(row)
+        return profile_out(await _get(session, profile_id))
 
     @put("/{profile_id:str}", opt={"permission": "profile.edit"})
     async def update_profile(
         self,
+        runtime: RuntimeDep,
         session: SessionDep,
         actor: ActorDep,
         profile_id: FromPath[str],
         data: JSONBody[ProfileUpdate],
-    ) -> ProfileOut:
-        """Change a profile; applies to future issuances and renewals."""
-        row = await session.get(CertificateProfile, profile_id)
-        if row is None:
-            raise NotFound(f"profile {profile_id!r} not found")
-        validate_profile_fields(
-            data.allowed_key_algorithms, data.allowed_ekus, data.allowed_san_patterns
-        )
-        changes = {
-            f: getattr(data, f) for f in data.__struct_fields__ if getattr(data, f) is not None
-        }
-        for field, value in changes.items():
-            setattr(
-                row,
-                field,
-                msgspec.to_builtins(value) if field == "allowed_key_algorithms" else value,
+    ) -> Response[ProfileOut | ProfileAccepted]:
+        """Change a profile (200), or ask for approval of the change (202); see the module."""
+        row = await _get(session, profile_id)
+        if edit_needs_approval(row, data):
+            bypass = runtime.settings.approval_bypass
+            request = await approvals.open_profile_request(
+                session, row, actor, update=data, bypass=bypass
             )
-        row.updated_at = utcnow()
-        try:
-            await session.flush()
-        except IntegrityError:
-            raise Conflict(f"a profile named {data.name!r} already exists") from None
-        record(
-            session,
-            actor,
-            "profile.update",
-            resource_type="profile",
-            resource_id=row.id,
-            details={"fields": sorted(changes)},
-        )
-        await session.commit()
-        return _out(row)
+            await session.commit()
+            if not bypass:
+                return Response(
+                    ProfileAccepted(approval=approvals.approval_out(request)), status_code=202
+                )
+        else:
+            await apply_update(session, row, data, actor)
+            await session.commit()
+        return Response(profile_out(row), status_code=200)
 
-    @delete("/{profile_id:str}", opt={"permission": "profile.delete"})
+    @delete("/{profile_id:str}", opt={"permission": "profile.delete"}, status_code=200)
     async def delete_profile(
-        self, session: SessionDep, actor: ActorDep, profile_id: FromPath[str]
-    ) -> None:
-        """Delete a profile no certificate uses."""
-        row = await session.get(CertificateProfile, profile_id)
-        if row is None:
-            raise NotFound(f"profile {profile_id!r} not found")
-        used = await session.scalar(
-            select(ManagedCertificate.id).where(ManagedCertificate.profile_id == row.id).limit(1)
-        )
-        if used:
-            raise Conflict(f"profile {row.id} is used by certificate {used}")
-        await session.delete(row)
-        record(
-            session,
-            actor,
-            "profile.delete",
-            resource_type="profile",
-            resource_id=row.id,
-            details={"name": row.name},
-        )
+        self, runtime: RuntimeDep, session: SessionDep, actor: ActorDep, profile_id: FromPath[str]
+    ) -> Response[ProfileAccepted | None]:
+        """Delete a profile no certificate uses; an approval-tier one needs approval (202)."""
+        row = await _get(session, profile_id)
+        if edit_needs_approval(row, None):
+            bypass = runtime.settings.approval_bypass
+            request = await approvals.open_profile_request(
+                session, row, actor, update=None, bypass=bypass
+            )
+            await session.commit()
+            if not bypass:
+                return Response(
+                    ProfileAccepted(approval=approvals.approval_out(request)), status_code=202
+                )
+            return Response(None, status_code=204)
+        await delete_profile(session, row, actor)
         await session.commit()
+        return Response(None, status_code=204)

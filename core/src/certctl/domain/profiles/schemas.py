@@ -7,7 +7,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["KeyAlgorithmRule", "ProfileIn", "ProfileOut", "ProfileUpdate"]
+from certctl.domain.approvals.schemas import ApprovalOut
+
+__all__ = ["KeyAlgorithmRule", "ProfileAccepted", "ProfileIn", "ProfileOut", "ProfileUpdate"]
 
 
 class KeyAlgorithmRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -34,6 +36,10 @@ class ProfileIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     must_staple: bool = False
     renew_before_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
     enabled: bool = True
+    required_san_patterns: list[str] = msgspec.field(default_factory=list)
+    """Each pattern must be matched by at least one name of every request."""
+    requires_approval: bool = False
+    """Issuance, renewal and edits of this profile need a second person's approval."""
 
 
 class ProfileUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -48,6 +54,8 @@ class ProfileUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     must_staple: bool | None = None
     renew_before_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
     enabled: bool | None = None
+    required_san_patterns: list[str] | None = None
+    requires_approval: bool | None = None
 
 
 class ProfileOut(msgspec.Struct, kw_only=True):
@@ -63,5 +71,13 @@ class ProfileOut(msgspec.Struct, kw_only=True):
     must_staple: bool
     renew_before_days: int | None
     enabled: bool
+    required_san_patterns: list[str]
+    requires_approval: bool
     created_at: datetime
     updated_at: datetime
+
+
+class ProfileAccepted(msgspec.Struct, kw_only=True):
+    """An edit or deletion of an approval-tier profile, waiting for a second person (202)."""
+
+    approval: ApprovalOut

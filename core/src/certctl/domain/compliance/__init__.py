@@ -1,0 +1,1 @@
+"""Compliance policy rules domain."""
