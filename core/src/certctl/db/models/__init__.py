@@ -11,7 +11,9 @@ from certctl.db.models.certificate import (
 )
 from certctl.db.models.connector import ConnectorInstance, ConnectorState
 from certctl.db.models.job import Job
+from certctl.db.models.notification import Notification
 from certctl.db.models.ocsp import OcspResponder
+from certctl.db.models.renewal_policy import RenewalPolicy
 from certctl.db.models.revocation import CertificateRevocation, CrlState
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "Deployment",
     "Job",
     "ManagedCertificate",
+    "Notification",
     "OcspResponder",
+    "RenewalPolicy",
     "SystemFlag",
 ]
