@@ -139,14 +139,16 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
 
 
 def _thresholds(env: Mapping[str, str], name: str) -> tuple[int, ...]:
-    """Days before expiry, ``30,14,7,0`` by default; each 0–365."""
+    """Days before expiry, ``30,14,7,0`` by default; each 0 to 365."""
     raw = _list(env, name)
     if not raw:
         return (30, 14, 7, 0)
     try:
         values = sorted({int(v) for v in raw}, reverse=True)
     except ValueError:
-        raise SettingsError(f"{name}: expected comma-separated whole days, got {env[name]!r}") from None
+        raise SettingsError(
+            f"{name}: expected comma-separated whole days, got {env[name]!r}"
+        ) from None
     if any(not 0 <= v <= 365 for v in values):
         raise SettingsError(f"{name}: each threshold must be between 0 and 365 days")
     return tuple(values)
@@ -288,9 +290,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             "notification_lease_seconds": _duration(e, "CERTCTL_NOTIFICATION_LEASE", 300),
             "notification_batch_size": _int(e, "CERTCTL_NOTIFICATION_BATCH_SIZE", 200, minimum=1),
-            "notification_concurrency": _int(
-                e, "CERTCTL_NOTIFICATION_CONCURRENCY", 16, minimum=1
-            ),
+            "notification_concurrency": _int(e, "CERTCTL_NOTIFICATION_CONCURRENCY", 16, minimum=1),
             "expiry_alert_thresholds_days": _thresholds(e, "CERTCTL_EXPIRY_ALERT_THRESHOLDS"),
             "renewal_jitter_percent": _int(e, "CERTCTL_RENEWAL_JITTER_PERCENT", 10),
             "digest_enabled": _bool(e, "CERTCTL_DIGEST_ENABLED", False),
