@@ -13,6 +13,7 @@ from certctl.db.models import CertificateProfile, ManagedCertificate
 from certctl.domain.audit.service import record
 from certctl.domain.profiles.schemas import KeyAlgorithmRule, ProfileIn, ProfileOut, ProfileUpdate
 from certctl.domain.profiles.service import create_profile, validate_profile_fields
+from certctl.domain.renewal_policies.service import check_policy_ids
 from certctl.errors import Conflict, NotFound
 from certctl.lib.deps import ActorDep, SessionDep
 from certctl.lib.pagination import Page, page_window
@@ -31,6 +32,7 @@ def _out(row: CertificateProfile) -> ProfileOut:
         allowed_ekus=list(row.allowed_ekus),
         must_staple=row.must_staple,
         renew_before_days=row.renew_before_days,
+        renewal_policy_id=row.renewal_policy_id,
         enabled=row.enabled,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -92,6 +94,9 @@ class ProfileController(Controller):
         changes = {
             f: getattr(data, f) for f in data.__struct_fields__ if getattr(data, f) is not None
         }
+        if "renewal_policy_id" in changes:
+            await check_policy_ids(session, {data.renewal_policy_id or ""})
+            changes["renewal_policy_id"] = data.renewal_policy_id or None
         for field, value in changes.items():
             setattr(
                 row,

@@ -33,6 +33,7 @@ class ProfileIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     allowed_ekus: list[str] = msgspec.field(default_factory=lambda: ["serverAuth"])
     must_staple: bool = False
     renew_before_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
+    renewal_policy_id: str | None = None
     enabled: bool = True
 
 
@@ -47,6 +48,8 @@ class ProfileUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     allowed_ekus: list[str] | None = None
     must_staple: bool | None = None
     renew_before_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
+    renewal_policy_id: str | None = None
+    """A renewal policy id; ``""`` detaches the profile from its policy."""
     enabled: bool | None = None
 
 
@@ -62,6 +65,7 @@ class ProfileOut(msgspec.Struct, kw_only=True):
     allowed_ekus: list[str]
     must_staple: bool
     renew_before_days: int | None
+    renewal_policy_id: str | None
     enabled: bool
     created_at: datetime
     updated_at: datetime

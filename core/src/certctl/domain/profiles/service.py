@@ -11,6 +11,7 @@ from certctl.db.models import CertificateProfile
 from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import Actor
 from certctl.domain.profiles.schemas import KeyAlgorithmRule, ProfileIn
+from certctl.domain.renewal_policies.service import check_policy_ids
 from certctl.errors import BadRequest, Conflict
 from certctl.lib.names import validate_san_pattern
 from certctl_sdk.models import ExtendedKeyUsage
@@ -43,6 +44,8 @@ async def create_profile(
     validate_profile_fields(
         data.allowed_key_algorithms, data.allowed_ekus, data.allowed_san_patterns
     )
+    if data.renewal_policy_id:
+        await check_policy_ids(session, {data.renewal_policy_id})
     now = utcnow()
     row = CertificateProfile(
         id=new_id("prof"),
@@ -54,6 +57,7 @@ async def create_profile(
         allowed_ekus=list(data.allowed_ekus),
         must_staple=data.must_staple,
         renew_before_days=data.renew_before_days,
+        renewal_policy_id=data.renewal_policy_id,
         enabled=data.enabled,
         created_at=now,
         updated_at=now,

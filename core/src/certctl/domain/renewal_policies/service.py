@@ -30,6 +30,7 @@ from certctl.errors import BadRequest, Conflict
 __all__ = [
     "apply_update",
     "build_policy",
+    "check_policy_ids",
     "policy_id_for",
     "reschedule",
     "severity_for",
@@ -166,6 +167,17 @@ async def apply_update(
         setattr(row, field, value)
     row.updated_at = utcnow()
     return sorted(changes)
+
+
+async def check_policy_ids(session: AsyncSession, ids: set[str]) -> None:
+    """BadRequest unless every id names a renewal policy."""
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return
+    found = set(await session.scalars(select(RenewalPolicy.id).where(RenewalPolicy.id.in_(wanted))))
+    missing = sorted(wanted - found)
+    if missing:
+        raise BadRequest(f"unknown renewal_policy_id {missing[0]!r}")
 
 
 def to_out(row: RenewalPolicy) -> RenewalPolicyOut:
