@@ -19,10 +19,13 @@ from certctl.domain.auth.guards import authorize
 from certctl.domain.certificates.controller import CertificateController
 from certctl.domain.compliance.controller import PolicyController
 from certctl.domain.connectors.controller import connector_controllers
+from certctl.domain.digest.controller import DigestController
 from certctl.domain.jobs.controller import JobController
+from certctl.domain.notifications.controller import NotificationController
 from certctl.domain.ocsp.controller import OcspController
 from certctl.domain.ocsp.service import OcspResponderService
 from certctl.domain.profiles.controller import ProfileController
+from certctl.domain.renewal_policies.controller import RenewalPolicyController
 from certctl.domain.revocation.controller import CrlController, RevocationController
 from certctl.domain.scheduler.controller import SchedulerController
 from certctl.domain.system.controller import SystemController
@@ -70,6 +73,9 @@ def create_app(
             ApprovalController,
             PolicyController,
             AuditController,
+            RenewalPolicyController,
+            NotificationController,
+            DigestController,
         ],
         dependencies=DEPENDENCIES,
         guards=[authorize],

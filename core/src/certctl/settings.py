@@ -178,6 +178,22 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 
+def _thresholds(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    """Days before expiry, ``30,14,7,0`` by default; each 0 to 365."""
+    raw = _list(env, name)
+    if not raw:
+        return (30, 14, 7, 0)
+    try:
+        values = sorted({int(v) for v in raw}, reverse=True)
+    except ValueError:
+        raise SettingsError(
+            f"{name}: expected comma-separated whole days, got {env[name]!r}"
+        ) from None
+    if any(not 0 <= v <= 365 for v in values):
+        raise SettingsError(f"{name}: each threshold must be between 0 and 365 days")
+    return tuple(values)
+
+
 def normalise_database_url(url: str) -> str:
     """Accept the usual spellings and pick the async driver SQLAlchemy needs."""
     for prefix in ("postgres://", "postgresql://"):
@@ -245,6 +261,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Approve every approval request at once as ``system-bypass`` (audited); for labs only."""
     job_awaiting_approval_timeout_seconds: int = 168 * 3600
     """Approval requests (and their jobs) still undecided after this long expire."""
+    notification_max_attempts: int = 5
+    """Delivery attempts per notification before it is dead-lettered."""
+    notification_retry_base_seconds: float = 60.0
+    """Delay before a notification's second attempt; doubles per attempt (jittered, ≤ 1 h)."""
+    notification_lease_seconds: int = 300
+    """How long a claimed notification stays reserved; a dead process's rows return after it."""
+    notification_batch_size: int = 200
+    """Notifications claimed per dispatch round."""
+    notification_concurrency: int = 16
+    """Notifications sent at once per process."""
+    expiry_alert_thresholds_days: tuple[int, ...] = (30, 14, 7, 0)
+    """Expiry-alert thresholds of certificates without a renewal policy."""
+    renewal_jitter_percent: int = 10
+    """Jitter of certificates without a renewal policy, as a percentage of the renewal window."""
+    digest_enabled: bool = False
+    """Whether the scheduled daily digest is sent (the API preview and manual send always work)."""
+    digest_notifier_ids: tuple[str, ...] = ()
+    """Notifier ids receiving the digest; empty means every enabled notifier."""
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -318,6 +352,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "job_awaiting_approval_timeout_seconds": _duration(
                 e, "CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT", 168 * 3600
             ),
+            "notification_max_attempts": _int(e, "CERTCTL_NOTIFICATION_MAX_ATTEMPTS", 5, minimum=1),
+            "notification_retry_base_seconds": _float(
+                e, "CERTCTL_NOTIFICATION_RETRY_BASE_SECONDS", 60.0
+            ),
+            "notification_lease_seconds": _duration(e, "CERTCTL_NOTIFICATION_LEASE", 300),
+            "notification_batch_size": _int(e, "CERTCTL_NOTIFICATION_BATCH_SIZE", 200, minimum=1),
+            "notification_concurrency": _int(e, "CERTCTL_NOTIFICATION_CONCURRENCY", 16, minimum=1),
+            "expiry_alert_thresholds_days": _thresholds(e, "CERTCTL_EXPIRY_ALERT_THRESHOLDS"),
+            "renewal_jitter_percent": _int(e, "CERTCTL_RENEWAL_JITTER_PERCENT", 10),
+            "digest_enabled": _bool(e, "CERTCTL_DIGEST_ENABLED", False),
+            "digest_notifier_ids": _list(e, "CERTCTL_DIGEST_NOTIFIER_IDS") or (),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):
@@ -354,5 +399,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 "CERTCTL_SCHEDULER_LEADER_LEASE must be at least twice CERTCTL_SCHEDULER_HEARTBEAT"
             )
+        if not 0 <= self.renewal_jitter_percent <= 50:
+            raise SettingsError("CERTCTL_RENEWAL_JITTER_PERCENT: must be between 0 and 50")
         if self.auth_type == "none" and not self.demo:
             raise SettingsError("CERTCTL_AUTH_TYPE=none is only allowed in demo mode")

@@ -362,3 +362,40 @@ def test_approval_settings_defaults_and_durations():
         from_env(CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT="a week")
     with pytest.raises(SettingsError, match="CERTCTL_APPROVAL_BYPASS"):
         from_env(CERTCTL_APPROVAL_BYPASS="maybe")
+
+
+def test_notification_renewal_and_digest_settings():
+    settings = from_env()
+    assert settings.notification_max_attempts == 5
+    assert settings.notification_lease_seconds == 300
+    assert settings.expiry_alert_thresholds_days == (30, 14, 7, 0)
+    assert (settings.renewal_jitter_percent, settings.digest_enabled) == (10, False)
+    assert settings.digest_notifier_ids == ()
+    settings = from_env(
+        CERTCTL_NOTIFICATION_MAX_ATTEMPTS="2",
+        CERTCTL_NOTIFICATION_LEASE="2m",
+        CERTCTL_EXPIRY_ALERT_THRESHOLDS="7, 60,0,7",
+        CERTCTL_RENEWAL_JITTER_PERCENT="25",
+        CERTCTL_DIGEST_ENABLED="true",
+        CERTCTL_DIGEST_NOTIFIER_IDS="ntf-a, ntf-b",
+    )
+    assert settings.notification_max_attempts == 2
+    assert settings.notification_lease_seconds == 120
+    assert settings.expiry_alert_thresholds_days == (60, 7, 0)
+    assert settings.renewal_jitter_percent == 25
+    assert settings.digest_enabled is True
+    assert settings.digest_notifier_ids == ("ntf-a", "ntf-b")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CERTCTL_EXPIRY_ALERT_THRESHOLDS", "30,x"),
+        ("CERTCTL_EXPIRY_ALERT_THRESHOLDS", "400"),
+        ("CERTCTL_RENEWAL_JITTER_PERCENT", "51"),
+        ("CERTCTL_NOTIFICATION_MAX_ATTEMPTS", "0"),
+    ],
+)
+def test_bad_notification_settings_name_the_variable(variable, value):
+    with pytest.raises(SettingsError, match=variable):
+        from_env(**{variable: value})

@@ -1,27 +1,27 @@
 """Publishing lifecycle events: to ``track_event`` hook implementations and to notifiers.
 
-Called after the event's transaction has committed. Delivery is best-effort here: a failing
-observer or notifier is logged and audited, never allowed to undo or block the lifecycle.
+Called after the event's transaction has committed. Observers are called in-process; for
+notifiers each event becomes one durable ``notifications`` row per routed notifier (see
+:mod:`certctl.domain.notifications.routing`), which is then dispatched at once, best-effort.
+A failed send stays queued for ``dispatch_notifications`` to retry; nothing here can undo or
+block the lifecycle.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import secrets
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from certctl.db.base import new_id
-from certctl.db.models import ConnectorInstance
-from certctl.domain.audit.service import record
-from certctl.domain.auth.actor import SYSTEM
+from certctl.domain.notifications.queue import dispatch_notifications, enqueue, notification_values
+from certctl.domain.notifications.routing import enabled_notifiers, policies_of, route
 from certctl.plugins.manager import notify_event
-from certctl_sdk import ConnectorError, LifecycleEvent, Notification, Notifier, Severity
+from certctl_sdk import LifecycleEvent, Severity
 
 if TYPE_CHECKING:
     from certctl.runtime import Runtime
 
-__all__ = ["publish"]
+__all__ = ["event_dedup_key", "publish"]
 
 _log = logging.getLogger("certctl.events")
 
@@ -31,17 +31,35 @@ _SEVERITY = {
     "job.failed": Severity.CRITICAL,
     "certificate.expiring": Severity.WARNING,
     "certificate.revoked": Severity.WARNING,
+    "approval.requested": Severity.WARNING,
 }
 
 
-def _notification(event: LifecycleEvent) -> Notification:
+def event_dedup_key(event: LifecycleEvent, notifier_id: str) -> str:
+    """What makes a notification of ``event`` unique for one notifier.
+
+    An event names its occurrence by ``details["event_id"]`` when the publisher has a stable
+    one (an approval decision id, a revocation id), else by its job (one issuance, deployment
+    or failure per job); an event with neither is unique by construction.
+    """
+    occurrence = (
+        event.details.get("event_id")
+        or (f"job:{event.job_id}" if event.job_id else None)
+        or f"once:{secrets.token_hex(8)}"
+    )
+    return f"event:{event.type}:{occurrence}:{notifier_id}"[:255]
+
+
+def _row(runtime: Runtime, event: LifecycleEvent, notifier_id: str) -> dict[str, Any]:
     name = event.details.get("common_name", event.certificate_id or "")
-    return Notification(
-        id=new_id("ntf"),
+    return notification_values(
         event=str(event.type),
+        severity=str(_SEVERITY.get(str(event.type), Severity.INFO)),
         subject=f"certctl: {event.type} {name}".strip(),
         body=str(event.details.get("message", f"{event.type} for {name}")),
-        severity=_SEVERITY.get(str(event.type), Severity.INFO),
+        notifier_id=notifier_id,
+        dedup_key=event_dedup_key(event, notifier_id),
+        max_attempts=runtime.settings.notification_max_attempts,
         occurred_at=event.occurred_at,
         certificate_id=event.certificate_id,
         data=dict(event.details),
@@ -49,45 +67,29 @@ def _notification(event: LifecycleEvent) -> Notification:
 
 
 async def publish(runtime: Runtime, *events: LifecycleEvent) -> None:
-    """Deliver ``events`` to hook observers and every enabled notifier, in order."""
+    """Hand ``events`` to hook observers, queue them for their notifiers and send them now."""
     if not events:
         return
     for event in events:
         await notify_event(runtime.host.pm, event, _log)
-    async with runtime.sessions() as session:
-        rows = list(
-            await session.scalars(
-                select(ConnectorInstance).where(
-                    ConnectorInstance.family == "notifier", ConnectorInstance.enabled.is_(True)
-                )
-            )
-        )
-    for event in events if rows else ():
-        await _notify(runtime, rows, event)
-
-
-async def _notify(runtime: Runtime, rows: list[ConnectorInstance], event: LifecycleEvent) -> None:
-    notification = _notification(event)
-    for row in rows:
-        try:
-            notifier = runtime.connectors.instance(row)
-            assert isinstance(notifier, Notifier)
-            await notifier.send(notification)
-            outcome, error = "success", None
-        except ConnectorError as exc:
-            outcome, error = "failure", exc.message
-        except Exception as exc:  # noqa: BLE001 - a notifier bug must not break the lifecycle
-            _log.exception("notifier %s failed", row.id)
-            outcome, error = "failure", f"{type(exc).__name__}"
+    try:
         async with runtime.sessions.begin() as session:
-            record(
-                session,
-                SYSTEM,
-                "notification.sent" if outcome == "success" else "notification.failed",
-                resource_type="notifier",
-                resource_id=row.id,
-                outcome=outcome,
-                category="cert_lifecycle",
-                details={"event": str(event.type), "certificate_id": event.certificate_id}
-                | ({"error": error} if error else {}),
-            )
+            enabled = await enabled_notifiers(session)
+            if not enabled:
+                return
+            policies = await policies_of(session, (e.certificate_id or "" for e in events))
+            rows = [
+                _row(runtime, event, notifier_id)
+                for event in events
+                for notifier_id in route(
+                    str(event.type), policies.get(event.certificate_id or ""), enabled
+                )
+            ]
+            created = await enqueue(session, rows) if rows else []
+    except Exception:  # noqa: BLE001 - a database hiccup must not fail the lifecycle step
+        _log.exception("could not queue notifications for %d event(s)", len(events))
+        return
+    try:
+        await dispatch_notifications(runtime, ids=created)
+    except Exception:  # noqa: BLE001 - the rows stay queued for the dispatcher
+        _log.exception("immediate notification dispatch failed; left queued")

@@ -13,7 +13,9 @@ from certctl.db.models.certificate import (
 from certctl.db.models.compliance import ComplianceViolation, PolicyRule
 from certctl.db.models.connector import ConnectorInstance, ConnectorState
 from certctl.db.models.job import Job
+from certctl.db.models.notification import Notification
 from certctl.db.models.ocsp import OcspResponder
+from certctl.db.models.renewal_policy import RenewalPolicy
 from certctl.db.models.revocation import CertificateRevocation, CrlState
 from certctl.db.models.scheduler import SchedulerLease, SchedulerLoopRun, SchedulerReplica
 
@@ -32,8 +34,10 @@ __all__ = [
     "Deployment",
     "Job",
     "ManagedCertificate",
+    "Notification",
     "OcspResponder",
     "PolicyRule",
+    "RenewalPolicy",
     "SchedulerLease",
     "SchedulerLoopRun",
     "SchedulerReplica",

@@ -25,6 +25,9 @@ class CertificateProfile(Base):
     allowed_ekus: Mapped[list[str]] = mapped_column(JSON)
     must_staple: Mapped[bool] = mapped_column(Boolean, default=False)
     renew_before_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    renewal_policy_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("renewal_policies.id"), nullable=True, index=True
+    )
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     required_san_patterns: Mapped[list[str]] = mapped_column(JSON, default=list)
     requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -53,6 +56,9 @@ class ManagedCertificate(Base):
     issuer_id: Mapped[str] = mapped_column(String(40), ForeignKey("connectors.id"), index=True)
     profile_id: Mapped[str | None] = mapped_column(
         String(40), ForeignKey("certificate_profiles.id"), nullable=True, index=True
+    )
+    renewal_policy_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("renewal_policies.id"), nullable=True, index=True
     )
     environment: Mapped[str] = mapped_column(String(64), default="")
     tags: Mapped[dict[str, str]] = mapped_column(JSON)

@@ -28,6 +28,11 @@ ALL_PERMISSIONS: frozenset[str] = frozenset(
         "target.delete",
         "notification.read",
         "notification.edit",
+        "policy.read",
+        "policy.edit",
+        "policy.delete",
+        "digest.read",
+        "digest.send",
         "job.read",
         "job.cancel",
         "audit.read",
@@ -36,15 +41,12 @@ ALL_PERMISSIONS: frozenset[str] = frozenset(
         "auth.key.create",
         "auth.key.delete",
         "plugin.read",
-        # Not in the reference catalogue, which has no scheduler API: status and run-now.
-        "scheduler.read",
-        "scheduler.run",
         "approval.read",
         "approval.approve",
         "approval.reject",
-        "policy.read",
-        "policy.edit",
-        "policy.delete",
+        # Not in the reference catalogue, which has no scheduler API: status and run-now.
+        "scheduler.read",
+        "scheduler.run",
     }
 )
 
@@ -57,12 +59,13 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "issuer.read",
             "target.read",
             "notification.read",
+            "policy.read",
+            "digest.read",
             "job.read",
             "audit.read",
             "plugin.read",
             "scheduler.read",
             "approval.read",
-            "policy.read",
         }
     ),
 }

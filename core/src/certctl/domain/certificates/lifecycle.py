@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
@@ -25,11 +25,14 @@ from certctl.db.models import (
     Deployment,
     Job,
     ManagedCertificate,
+    RenewalPolicy,
 )
 from certctl.domain.audit.service import audit_row, record, record_many
 from certctl.domain.auth.actor import SYSTEM, Actor
 from certctl.domain.jobs import service as jobs
+from certctl.domain.notifications.routing import policies_of
 from certctl.domain.policy import IssuancePolicyInput, check_issuance
+from certctl.domain.renewal_policies.timing import renew_before_days_of, renewal_time
 from certctl.errors import PolicyViolation
 from certctl.lib.keys import build_csr, generate_key, private_key_pem
 from certctl.lib.names import classify_sans
@@ -70,14 +73,25 @@ def key_context(version_id: str) -> str:
 
 
 def renew_at_for(
-    cert: ManagedCertificate, profile: CertificateProfile | None, not_before: Any, not_after: Any
-) -> Any:
-    """When to renew: N days before expiry if configured, else at two thirds of the lifetime."""
-    days = cert.renew_before_days or (profile.renew_before_days if profile else None)
-    lifetime = not_after - not_before
-    if days:
-        return max(not_before + lifetime / 2, not_after - timedelta(days=days))
-    return not_before + lifetime * 2 / 3
+    cert: ManagedCertificate,
+    profile: CertificateProfile | None,
+    policy: RenewalPolicy | None,
+    *,
+    version: int,
+    not_before: datetime,
+    not_after: datetime,
+    default_jitter_percent: int,
+) -> datetime | None:
+    """When to renew this version (see :func:`renewal_time`); None when auto-renew is off."""
+    return renewal_time(
+        certificate_id=cert.id,
+        version=version,
+        not_before=not_before,
+        not_after=not_after,
+        policy=policy,
+        renew_before_days=renew_before_days_of(cert, profile),
+        default_jitter_percent=default_jitter_percent,
+    )
 
 
 def _actor(job: Job) -> Actor:
@@ -323,6 +337,7 @@ async def _record_issued(
             return outcomes
         cert_ids = [item.certificate_id for item in batch]
         certs = await _by_id(session, ManagedCertificate, set(cert_ids))
+        policies = await policies_of(session, cert_ids)
         latest = await session.execute(
             select(CertificateVersion.certificate_id, func.max(CertificateVersion.version))
             .where(CertificateVersion.certificate_id.in_(cert_ids))
@@ -375,7 +390,13 @@ async def _record_issued(
                     "fingerprint_sha256": bundle.fingerprint_sha256,
                     "expires_at": bundle.not_after,
                     "renew_at": renew_at_for(
-                        cert, item.profile, bundle.not_before, bundle.not_after
+                        cert,
+                        item.profile,
+                        policies.get(cert.id),
+                        version=number,
+                        not_before=bundle.not_before,
+                        not_after=bundle.not_after,
+                        default_jitter_percent=runtime.settings.renewal_jitter_percent,
                     ),
                     "current_version_id": version_id,
                     "last_error": None,

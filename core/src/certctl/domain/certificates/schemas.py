@@ -38,6 +38,7 @@ class CertificateCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     ekus: list[str] | None = None
     validity_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
     renew_before_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
+    renewal_policy_id: str | None = None
     environment: Annotated[str, msgspec.Meta(max_length=64)] = ""
     tags: dict[str, str] = msgspec.field(default_factory=dict)
 
@@ -54,6 +55,8 @@ class CertificateUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     name: Name | None = None
     target_ids: list[str] | None = None
     renew_before_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
+    renewal_policy_id: str | None = None
+    """A renewal policy id; ``""`` detaches the certificate from its policy."""
     environment: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     tags: dict[str, str] | None = None
 
@@ -69,6 +72,7 @@ class CertificateOut(msgspec.Struct, kw_only=True):
     ekus: list[str]
     issuer_id: str
     profile_id: str | None
+    renewal_policy_id: str | None
     target_ids: list[str]
     status: str
     serial_number: str | None

@@ -28,6 +28,7 @@ from certctl.domain.certificates.schemas import (
 from certctl.domain.compliance.service import evaluate_certificates
 from certctl.domain.jobs import service as jobs
 from certctl.domain.policy import IssuancePolicyInput, check_issuance
+from certctl.domain.renewal_policies.service import check_policy_ids
 from certctl.errors import BadRequest, CertctlError, Conflict, NotFound
 from certctl.lib.names import classify_sans
 from certctl_sdk.models import ExtendedKeyUsage, KeyType
@@ -57,6 +58,7 @@ def to_out(cert: ManagedCertificate, target_ids: list[str]) -> CertificateOut:
         ekus=list(cert.ekus),
         issuer_id=cert.issuer_id,
         profile_id=cert.profile_id,
+        renewal_policy_id=cert.renewal_policy_id,
         target_ids=target_ids,
         status=cert.status,
         serial_number=cert.serial_number,
@@ -252,6 +254,7 @@ def _prepare(
         renew_before_days=data.renew_before_days,
         issuer_id=issuer.id,
         profile_id=profile.id if profile else None,
+        renewal_policy_id=data.renewal_policy_id,
         environment=data.environment,
         tags=dict(data.tags),
         status="pending",
@@ -292,6 +295,7 @@ async def create_certificates(
     the compliance rules (reported, never refused).
     """
     refs = await _Referenced.load(session, items)
+    await check_policy_ids(session, {i.renewal_policy_id for i in items if i.renewal_policy_id})
     prepared = []
     for index, data in enumerate(items):
         try:
@@ -358,6 +362,10 @@ async def update_certificate(
     if data.renew_before_days is not None:
         cert.renew_before_days = data.renew_before_days
         changed.append("renew_before_days")
+    if data.renewal_policy_id is not None:
+        await check_policy_ids(session, {data.renewal_policy_id})
+        cert.renewal_policy_id = data.renewal_policy_id or None
+        changed.append("renewal_policy_id")
     if data.target_ids is not None:
         await _set_targets(session, cert.id, await _check_targets(session, data.target_ids))
         changed.append("target_ids")

@@ -35,6 +35,7 @@ class ProfileIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     allowed_ekus: list[str] = msgspec.field(default_factory=lambda: ["serverAuth"])
     must_staple: bool = False
     renew_before_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
+    renewal_policy_id: str | None = None
     enabled: bool = True
     required_san_patterns: list[str] = msgspec.field(default_factory=list)
     """Each pattern must be matched by at least one name of every request."""
@@ -53,6 +54,8 @@ class ProfileUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     allowed_ekus: list[str] | None = None
     must_staple: bool | None = None
     renew_before_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] | None = None
+    renewal_policy_id: str | None = None
+    """A renewal policy id; ``""`` detaches the profile from its policy."""
     enabled: bool | None = None
     required_san_patterns: list[str] | None = None
     requires_approval: bool | None = None
@@ -70,6 +73,7 @@ class ProfileOut(msgspec.Struct, kw_only=True):
     allowed_ekus: list[str]
     must_staple: bool
     renew_before_days: int | None
+    renewal_policy_id: str | None
     enabled: bool
     required_san_patterns: list[str]
     requires_approval: bool

@@ -14,6 +14,7 @@ from certctl.db.models import CertificateProfile, ManagedCertificate
 from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import Actor
 from certctl.domain.profiles.schemas import KeyAlgorithmRule, ProfileIn, ProfileOut, ProfileUpdate
+from certctl.domain.renewal_policies.service import check_policy_ids
 from certctl.errors import BadRequest, Conflict
 from certctl.lib.names import validate_san_pattern
 from certctl_sdk.models import ExtendedKeyUsage
@@ -45,6 +46,7 @@ def profile_out(row: CertificateProfile) -> ProfileOut:
         allowed_ekus=list(row.allowed_ekus),
         must_staple=row.must_staple,
         renew_before_days=row.renew_before_days,
+        renewal_policy_id=row.renewal_policy_id,
         enabled=row.enabled,
         required_san_patterns=list(row.required_san_patterns or []),
         requires_approval=row.requires_approval,
@@ -81,6 +83,8 @@ async def create_profile(
         data.allowed_san_patterns,
         data.required_san_patterns,
     )
+    if data.renewal_policy_id:
+        await check_policy_ids(session, {data.renewal_policy_id})
     now = utcnow()
     row = CertificateProfile(
         id=new_id("prof"),
@@ -92,6 +96,7 @@ async def create_profile(
         allowed_ekus=list(data.allowed_ekus),
         must_staple=data.must_staple,
         renew_before_days=data.renew_before_days,
+        renewal_policy_id=data.renewal_policy_id,
         enabled=data.enabled,
         required_san_patterns=list(data.required_san_patterns),
         requires_approval=data.requires_approval,
@@ -153,6 +158,10 @@ async def apply_update(
     """Validate and apply an update (the caller commits); returns the changed field names."""
     validate_update(data)
     changes = changes_of(data)
+    if "renewal_policy_id" in changes:
+        # "" detaches the profile from its renewal policy.
+        await check_policy_ids(session, {data.renewal_policy_id or ""})
+        changes["renewal_policy_id"] = data.renewal_policy_id or None
     for field, value in changes.items():
         setattr(row, field, value)
     row.updated_at = utcnow()

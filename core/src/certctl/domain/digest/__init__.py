@@ -1,0 +1,1 @@
+"""The daily digest: a summary of the certificate estate sent to chosen notifiers."""

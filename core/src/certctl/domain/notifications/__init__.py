@@ -1,0 +1,1 @@
+"""The durable notification queue, its routing, expiry alerts and the notifications API."""

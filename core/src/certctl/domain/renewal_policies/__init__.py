@@ -1,0 +1,1 @@
+"""Renewal policies: renewal timing with jitter, and the routing of expiry alerts."""
