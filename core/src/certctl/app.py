@@ -18,8 +18,9 @@ from certctl.domain.auth.guards import authorize
 from certctl.domain.certificates.controller import CertificateController
 from certctl.domain.connectors.controller import connector_controllers
 from certctl.domain.jobs.controller import JobController
+from certctl.domain.ocsp.asgi import OcspFastPath
 from certctl.domain.ocsp.controller import OcspController
-from certctl.domain.ocsp.service import OcspResponderService
+from certctl.domain.ocsp.service import responder_service
 from certctl.domain.profiles.controller import ProfileController
 from certctl.domain.revocation.controller import CrlController, RevocationController
 from certctl.domain.system.controller import SystemController
@@ -80,5 +81,7 @@ def create_app(
         debug=False,
     )
     app.state.runtime = runtime
-    app.state.ocsp = OcspResponderService(runtime)
+    app.state.ocsp = responder_service(runtime)
+    # OCSP requests are answered ahead of routing and middleware (see domain/ocsp/asgi.py).
+    app.asgi_handler = OcspFastPath(app.asgi_handler, app.state.ocsp)
     return app

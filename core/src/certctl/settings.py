@@ -191,6 +191,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A responder certificate this close to expiry is replaced on its next use."""
     ocsp_rate_limit_per_ip_min: int = 1000
     """OCSP requests per client address per minute; 0 disables the limit."""
+    ocsp_refresh_ms: int = 500
+    """How often (at most) the responder re-reads an issuer's revocation count; revocations
+    made by another process are answered within this bound, this process's at once."""
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -250,6 +253,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             "ocsp_rotation_grace_seconds": _duration(e, "CERTCTL_OCSP_ROTATION_GRACE", 7 * 86400),
             "ocsp_rate_limit_per_ip_min": _int(e, "CERTCTL_OCSP_RATE_LIMIT_PER_IP_MIN", 1000),
+            "ocsp_refresh_ms": _int(e, "CERTCTL_OCSP_REFRESH_MS", 500),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):
