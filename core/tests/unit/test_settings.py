@@ -342,3 +342,12 @@ def test_bad_ocsp_durations_name_the_variable(value):
 def test_ocsp_grace_must_be_shorter_than_the_validity():
     with pytest.raises(SettingsError, match="CERTCTL_OCSP_ROTATION_GRACE"):
         from_env(CERTCTL_OCSP_RESPONDER_VALIDITY="7d", CERTCTL_OCSP_ROTATION_GRACE="7d")
+
+
+def test_ocsp_refresh_interval():
+    assert from_env().ocsp_refresh_ms == 500
+    assert from_env(CERTCTL_OCSP_REFRESH_MS="0").ocsp_refresh_ms == 0
+    with pytest.raises(SettingsError, match="CERTCTL_OCSP_REFRESH_MS"):
+        from_env(CERTCTL_OCSP_REFRESH_MS="-5")
+    with pytest.raises(SettingsError, match="CERTCTL_OCSP_REFRESH_MS"):
+        from_env(CERTCTL_OCSP_REFRESH_MS="half a second")
