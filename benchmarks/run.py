@@ -4,7 +4,8 @@ Prints, for SQLite and PostgreSQL:
   * certificates issued and stored per second through the REST API with the Local CA (P-256),
     beside the bare ceiling (``cryptography`` alone building and signing P-256 leaves);
   * p50/p99 latency of ``GET /api/v1/certificates`` with 10,000 certificates stored;
-  * cached OCSP responses per second and their p50/p99 latency (POST form, no nonce);
+  * cached OCSP responses per second and their p50/p99 latency, in-process and over HTTP with
+    wrk, and a CRL of 100,000 entries (``benchmarks/pki.py``);
   * server start time (``certctl serve`` until ``/health`` answers over HTTPS) and app start
     time (factory + migrations + plugin loading).
 
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pki  # benchmarks/pki.py: run as a script, this directory is on sys.path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -379,76 +381,6 @@ async def list_latency(
         await runtime.stop()
 
 
-async def ocsp_throughput(
-    database_url: str, data_dir: Path, requests: int, concurrency: int
-) -> dict[str, float]:
-    """Cached OCSP answers (POST, no nonce) per second and their p50/p99 latency."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.x509 import ocsp
-
-    app, client = await _app(database_url, data_dir)
-    runtime = app.state.runtime
-    headers = {"Authorization": f"Bearer {ADMIN}"}
-    try:
-        r = await client.post(
-            "/api/v1/issuers",
-            json={"name": "bench", "type": "local", "config": {}},
-            headers=headers,
-        )
-        r.raise_for_status()
-        issuer = r.json()["id"]
-        r = await client.post(
-            "/api/v1/certificates",
-            json={"common_name": "ocsp.bench.example", "issuer_id": issuer},
-            headers=headers,
-        )
-        r.raise_for_status()
-        cert_id = r.json()["certificate"]["id"]
-        await runtime.worker.drain()
-        r = await client.get(f"/api/v1/certificates/{cert_id}/export/pem", headers=headers)
-        r.raise_for_status()
-        leaf = x509.load_pem_x509_certificate(r.json()["certificate_pem"].encode())
-        ca = x509.load_pem_x509_certificate(r.json()["chain_pem"].encode())
-        der = (
-            ocsp.OCSPRequestBuilder()
-            .add_certificate(leaf, ca, hashes.SHA256())
-            .build()
-            .public_bytes(serialization.Encoding.DER)
-        )
-        url = f"/.well-known/pki/ocsp/{issuer}"
-        req_headers = {"Content-Type": "application/ocsp-request"}
-
-        async def one() -> float:
-            t0 = time.perf_counter()
-            resp = await client.post(url, content=der, headers=req_headers)
-            elapsed = (time.perf_counter() - t0) * 1000
-            resp.raise_for_status()
-            parsed = ocsp.load_der_ocsp_response(resp.content)
-            if parsed.certificate_status != ocsp.OCSPCertStatus.GOOD:
-                raise RuntimeError("expected a good OCSP response")
-            return elapsed
-
-        for _ in range(20):
-            await one()  # creates the responder and fills the cache
-        sem = asyncio.Semaphore(concurrency)
-
-        async def limited() -> float:
-            async with sem:
-                return await one()
-
-        start = time.perf_counter()
-        samples = sorted(await asyncio.gather(*(limited() for _ in range(requests))))
-        wall = time.perf_counter() - start
-        return {
-            "per_s": requests / wall,
-            "p50_ms": statistics.median(samples),
-            "p99_ms": samples[int(len(samples) * 0.99) - 1],
-        }
-    finally:
-        await client.aclose()
-        await runtime.stop()
-
-
 async def app_start(database_url: str, data_dir: Path) -> float:
     """Seconds from create_app to a migrated, ready runtime on an empty database."""
     from certctl.app import create_app
@@ -514,7 +446,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--ocsp-requests", type=int, default=5000, help="cached OCSP requests")
     parser.add_argument("--ocsp-concurrency", type=int, default=16)
+    parser.add_argument("--crl-entries", type=int, default=100_000)
+    parser.add_argument(
+        "--only", default="", help="comma-separated subset: issuance,list,start,ocsp,crl"
+    )
     args = parser.parse_args()
+    only = set(filter(None, args.only.split(","))) or {"issuance", "list", "start", "ocsp", "crl"}
 
     ceiling = bare_ceiling()
     print(
@@ -547,53 +484,65 @@ def main() -> None:
             print("postgresql: skipped (no server; set CERTCTL_TEST_POSTGRES_URL)")
             continue
         try:
-            start_s = asyncio.run(app_start(url("start"), base / "d0"))
-            issued = asyncio.run(issuance(url("issue"), base / "d1", args.count, args.concurrency))
-            bulk = asyncio.run(
-                issuance(url("bulk"), base / "d3", args.bulk_count, args.concurrency, bulk=500)
-            )
-            alone = asyncio.run(worker_alone(url("worker"), base / "d4", args.bulk_count))
-            split = (
-                asyncio.run(split_processes(url("split"), base / "d5", args.bulk_count))
-                if name == "postgresql"
-                else None
-            )
-            latency = asyncio.run(list_latency(url("list"), base / "d2", args.rows, args.requests))
-            ocsp_rate = asyncio.run(
-                ocsp_throughput(url("ocsp"), base / "d6", args.ocsp_requests, args.ocsp_concurrency)
-            )
             print(f"\n[{name}]")
-            print(
-                f"  issuance via API (Local CA, P-256, {args.count} certs, {args.concurrency} in flight): "
-                f"{issued['issued_per_s']:,.0f} certs/s  ({issued['issued_per_s'] / ceiling:.1%} of the bare ceiling)"
-            )
-            print(
-                f"  issuance via bulk API (500 per request, {args.bulk_count} certs): "
-                f"{bulk['issued_per_s']:,.0f} certs/s  ({bulk['issued_per_s'] / ceiling:.1%} of the bare ceiling)"
-            )
-            print(
-                f"  worker alone ({args.bulk_count} issuance jobs queued, one process): "
-                f"{alone:,.0f} certs/s  ({alone / ceiling:.1%} of the bare ceiling)"
-            )
-            if split is not None:
+            if "start" in only:
+                start_s = asyncio.run(app_start(url("start"), base / "d0"))
                 print(
-                    f"  issuance via bulk API, API and `certctl worker` in separate processes: "
-                    f"{split:,.0f} certs/s  ({split / ceiling:.1%} of the bare ceiling)"
+                    f"  app start (factory + migrations + plugins, empty database): {start_s:.2f} s"
                 )
-            print(
-                f"  GET /api/v1/certificates with {args.rows:,} stored: p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms"
+            if "issuance" in only:
+                issued = asyncio.run(
+                    issuance(url("issue"), base / "d1", args.count, args.concurrency)
+                )
+                bulk = asyncio.run(
+                    issuance(url("bulk"), base / "d3", args.bulk_count, args.concurrency, bulk=500)
+                )
+                alone = asyncio.run(worker_alone(url("worker"), base / "d4", args.bulk_count))
+                split = (
+                    asyncio.run(split_processes(url("split"), base / "d5", args.bulk_count))
+                    if name == "postgresql"
+                    else None
+                )
+                print(
+                    f"  issuance via API (Local CA, P-256, {args.count} certs, {args.concurrency} in flight): "
+                    f"{issued['issued_per_s']:,.0f} certs/s  ({issued['issued_per_s'] / ceiling:.1%} of the bare ceiling)"
+                )
+                print(
+                    f"  issuance via bulk API (500 per request, {args.bulk_count} certs): "
+                    f"{bulk['issued_per_s']:,.0f} certs/s  ({bulk['issued_per_s'] / ceiling:.1%} of the bare ceiling)"
+                )
+                print(
+                    f"  worker alone ({args.bulk_count} issuance jobs queued, one process): "
+                    f"{alone:,.0f} certs/s  ({alone / ceiling:.1%} of the bare ceiling)"
+                )
+                if split is not None:
+                    print(
+                        f"  issuance via bulk API, API and `certctl worker` in separate processes: "
+                        f"{split:,.0f} certs/s  ({split / ceiling:.1%} of the bare ceiling)"
+                    )
+            if "list" in only:
+                latency = asyncio.run(
+                    list_latency(url("list"), base / "d2", args.rows, args.requests)
+                )
+                print(
+                    f"  GET /api/v1/certificates with {args.rows:,} stored: p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms"
+                )
+            pki.run(
+                name,
+                url,
+                base,
+                only=only,
+                ocsp_requests=args.ocsp_requests,
+                ocsp_concurrency=args.ocsp_concurrency,
+                crl_entries=args.crl_entries,
             )
-            print(
-                f"  OCSP, cached good answers (POST, {args.ocsp_requests} requests, "
-                f"{args.ocsp_concurrency} in flight): {ocsp_rate['per_s']:,.0f} responses/s, "
-                f"p50 {ocsp_rate['p50_ms']:.2f} ms, p99 {ocsp_rate['p99_ms']:.2f} ms"
-            )
-            print(f"  app start (factory + migrations + plugins, empty database): {start_s:.2f} s")
         finally:
             for db in dbs:
                 assert admin is not None
                 asyncio.run(_pg(admin, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
             shutil.rmtree(base, ignore_errors=True)
+    if "start" not in only:
+        return
     base = Path(tempfile.mkdtemp(prefix="certctl-bench-proc-"))
     try:
         first = process_start(base)

@@ -22,8 +22,9 @@ from certctl.domain.connectors.controller import connector_controllers
 from certctl.domain.digest.controller import DigestController
 from certctl.domain.jobs.controller import JobController
 from certctl.domain.notifications.controller import NotificationController
+from certctl.domain.ocsp.asgi import OcspFastPath
 from certctl.domain.ocsp.controller import OcspController
-from certctl.domain.ocsp.service import OcspResponderService
+from certctl.domain.ocsp.service import responder_service
 from certctl.domain.profiles.controller import ProfileController
 from certctl.domain.renewal_policies.controller import RenewalPolicyController
 from certctl.domain.revocation.controller import CrlController, RevocationController
@@ -92,5 +93,7 @@ def create_app(
         debug=False,
     )
     app.state.runtime = runtime
-    app.state.ocsp = OcspResponderService(runtime)
+    app.state.ocsp = responder_service(runtime)
+    # OCSP requests are answered ahead of routing and middleware (see domain/ocsp/asgi.py).
+    app.asgi_handler = OcspFastPath(app.asgi_handler, app.state.ocsp)
     return app

@@ -279,6 +279,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Whether the scheduled daily digest is sent (the API preview and manual send always work)."""
     digest_notifier_ids: tuple[str, ...] = ()
     """Notifier ids receiving the digest; empty means every enabled notifier."""
+    ocsp_refresh_ms: int = 500
+    """How often (at most) the responder re-reads an issuer's revocation count; revocations
+    made by another process are answered within this bound, this process's at once."""
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -363,6 +366,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "renewal_jitter_percent": _int(e, "CERTCTL_RENEWAL_JITTER_PERCENT", 10),
             "digest_enabled": _bool(e, "CERTCTL_DIGEST_ENABLED", False),
             "digest_notifier_ids": _list(e, "CERTCTL_DIGEST_NOTIFIER_IDS") or (),
+            "ocsp_refresh_ms": _int(e, "CERTCTL_OCSP_REFRESH_MS", 500),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):

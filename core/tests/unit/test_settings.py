@@ -399,3 +399,12 @@ def test_notification_renewal_and_digest_settings():
 def test_bad_notification_settings_name_the_variable(variable, value):
     with pytest.raises(SettingsError, match=variable):
         from_env(**{variable: value})
+
+
+def test_ocsp_refresh_interval():
+    assert from_env().ocsp_refresh_ms == 500
+    assert from_env(CERTCTL_OCSP_REFRESH_MS="0").ocsp_refresh_ms == 0
+    with pytest.raises(SettingsError, match="CERTCTL_OCSP_REFRESH_MS"):
+        from_env(CERTCTL_OCSP_REFRESH_MS="-5")
+    with pytest.raises(SettingsError, match="CERTCTL_OCSP_REFRESH_MS"):
+        from_env(CERTCTL_OCSP_REFRESH_MS="half a second")

@@ -12,18 +12,29 @@ Status per serial: **revoked** when ``certificate_revocations`` lists it for the
 **good** when a stored certificate version of a certificate of this issuer carries it, else
 **unknown** (also when the request's issuer name or key hash is not this issuer's CA).
 
-Signed good/revoked answers to requests without a nonce are cached in-process per
-(issuer, CertID hash algorithm, serial) for at most :data:`CACHE_SECONDS`. Every request reads
-one row first — the issuer, its responder and the number and latest time of its revocations —
-and a cached answer is used only while that snapshot is unchanged, so a revocation (committed by
-any process) reaches the very next response.
+Status comes from memory: each issuer's revocations are held in a
+:class:`~certctl.domain.ocsp.index.RevocationIndex` and serials found issued are remembered for
+:data:`CACHE_SECONDS`. One small query per issuer — the issuer, its responder and the number of
+its revocations — is repeated at most every ``CERTCTL_OCSP_REFRESH_MS`` (default 500 ms) and
+pulls in whatever changed. Revocations made by this process reach the index at once
+(:func:`note_revocations`); those made by another process sharing the database are answered
+within the refresh interval (plus the time of one query). A serial missing from memory is looked
+up in the database, so a certificate issued elsewhere a moment ago is answered "good".
+
+Signed good/revoked answers to requests without a nonce are cached per (issuer, CertID hash
+algorithm, serial) for at most :data:`CACHE_SECONDS` and re-signed as soon as the serial's
+status or the responder changes. Requests with a nonce are signed each time (the nonce is
+echoed). "unknown" is never cached.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import weakref
 from collections import OrderedDict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -43,6 +54,7 @@ from certctl.db.models import (
     ManagedCertificate,
     OcspResponder,
 )
+from certctl.domain.ocsp.index import RevocationIndex
 from certctl.domain.ocsp.ratelimit import RateLimiter
 from certctl.lib.keys import build_csr, private_key_pem
 from certctl_sdk import Issuer, IssueRequest, PendingIssuance
@@ -58,7 +70,10 @@ __all__ = [
     "OcspResponderService",
     "Signed",
     "issuer_key_hash",
+    "note_revocations",
     "responder_context",
+    "responder_service",
+    "rotate_ocsp_responders",
     "unsuccessful",
 ]
 
@@ -69,6 +84,7 @@ RESPONSE_VALIDITY = timedelta(hours=1)
 CACHE_SECONDS = 300
 """A cached response is at most this old, so it always has 55 minutes of validity left."""
 _CACHE_ENTRIES = 100_000
+"""Signed responses kept (least recently used dropped first); as many issued serials are kept."""
 
 _REASONS: dict[int, x509.ReasonFlags] = {
     0: x509.ReasonFlags.unspecified,
@@ -136,13 +152,25 @@ class Signed(NamedTuple):
 
 
 class _Snapshot(NamedTuple):
-    """What one query tells about an issuer; any change invalidates its cached responses."""
+    """What the periodic query tells about an issuer (None in :attr:`issuer` once refused)."""
 
     issuer: ConnectorInstance
     responder_created_at: datetime | None
     responder_not_after: datetime | None
     revocations: int
-    last_revocation: datetime | None
+
+
+class _IssuerState:
+    """One issuer as this process last saw it, and when (monotonic seconds)."""
+
+    __slots__ = ("checked", "index", "lock", "refreshing", "snapshot")
+
+    def __init__(self, issuer_id: str) -> None:
+        self.snapshot: _Snapshot | None = None
+        self.index = RevocationIndex(issuer_id)
+        self.checked = float("-inf")
+        self.refreshing = False
+        self.lock = asyncio.Lock()
 
 
 class _Responder(NamedTuple):
@@ -162,24 +190,62 @@ class _Responder(NamedTuple):
         return found
 
 
+_Status = tuple[ocsp.OCSPCertStatus, datetime | None, x509.ReasonFlags | None]
+
+
 class _Cached(NamedTuple):
     stamp: tuple[Any, ...]
+    """(responder stamp, status): the signed answer is reused while both are unchanged."""
     der: bytes
     next_update: datetime
     stored_at: datetime
 
 
+_SERVICES: weakref.WeakKeyDictionary[Runtime, OcspResponderService] = weakref.WeakKeyDictionary()
+
+
+def responder_service(runtime: Runtime) -> OcspResponderService:
+    """The runtime's responder service (one per runtime: its caches serve every request)."""
+    service = _SERVICES.get(runtime)
+    if service is None:
+        service = _SERVICES[runtime] = OcspResponderService(runtime)
+    return service
+
+
+def note_revocations(runtime: Runtime, rows: Iterable[dict[str, Any]]) -> None:
+    """Tell this process's responder about committed revocations, so it answers at once.
+
+    ``rows`` are ``certificate_revocations`` values (issuer_id, serial_number, revoked_at,
+    reason). Other processes see them within ``CERTCTL_OCSP_REFRESH_MS``.
+    """
+    service = _SERVICES.get(runtime)
+    if service is not None:
+        service.note_revocations(rows)
+
+
 class OcspResponderService:
-    """Per-process responder state: loaded responder keys, the response cache, locks."""
+    """Per-process responder state: issuers, revocation indexes, signed answers, locks.
+
+    Build it through :func:`responder_service`, so revocations of this process reach it.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.limiter = RateLimiter(runtime.settings.ocsp_rate_limit_per_ip_min)
+        self.refresh_seconds = runtime.settings.ocsp_refresh_ms / 1000
+        self._states: dict[str, _IssuerState] = {}
+        self._issued: OrderedDict[tuple[str, str], float] = OrderedDict()
+        """(issuer, serial hex) → when the database last showed it issued (monotonic)."""
         self._responders: dict[str, _Responder] = {}
         self._cache: OrderedDict[tuple[str, str, int], _Cached] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
-    # -- answering ------------------------------------------------------------------------
+    def note_revocations(self, rows: Iterable[dict[str, Any]]) -> None:
+        """See :func:`note_revocations`."""
+        for row in rows:
+            state = self._states.get(row["issuer_id"])
+            if state is not None and state.index.loaded:
+                state.index.add([(row["serial_number"], row["revoked_at"], row["reason"])])
 
     async def respond(self, issuer_id: str, request: ocsp.OCSPRequest) -> Signed | bytes:
         """Answer one parsed request; bytes are an unsuccessful response (unauthorized, …)."""
@@ -211,7 +277,8 @@ class OcspResponderService:
         serial: int,
         nonce: bytes | None,
     ) -> Signed | bytes:
-        snapshot = await self._snapshot(issuer_id)
+        state = await self._state(issuer_id)
+        snapshot = state.snapshot
         if snapshot is None:
             return unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
         try:
@@ -220,28 +287,24 @@ class OcspResponderService:
             _log.exception("no OCSP responder for issuer %s", issuer_id)
             return unsuccessful(ocsp.OCSPResponseStatus.TRY_LATER)
         ca_hashes = responder.ca_hashes(algorithm)
-        # The responder actually used, not the snapshot's (it may have just been created).
-        stamp = (responder.stamp, snapshot.revocations, snapshot.last_revocation)
         if cert_id_hashes is None:
             cert_id_hashes = ca_hashes
+        if cert_id_hashes != ca_hashes:
+            status: _Status = (ocsp.OCSPCertStatus.UNKNOWN, None, None)
+        else:
+            status = await self._status(state, serial)
         now = utcnow().replace(microsecond=0)
         key = (issuer_id, algorithm.name, serial)
-        if cert_id_hashes != ca_hashes:
-            status: tuple[ocsp.OCSPCertStatus, datetime | None, x509.ReasonFlags | None] = (
-                ocsp.OCSPCertStatus.UNKNOWN,
-                None,
-                None,
-            )
-        else:
-            if nonce is None:
-                cached = self._cache.get(key)
-                if (
-                    cached is not None
-                    and cached.stamp == stamp
-                    and (now - cached.stored_at).total_seconds() < CACHE_SECONDS
-                ):
-                    return Signed(cached.der, cached.next_update)
-            status = await self._status(issuer_id, serial)
+        # The responder actually used, not the snapshot's (it may have just been created).
+        stamp = (responder.stamp, status)
+        if nonce is None and status[0] != ocsp.OCSPCertStatus.UNKNOWN:
+            cached = self._cache.get(key)
+            if (
+                cached is not None
+                and cached.stamp == stamp
+                and (now - cached.stored_at).total_seconds() < CACHE_SECONDS
+            ):
+                return Signed(cached.der, cached.next_update)
         next_update = now + RESPONSE_VALIDITY
         builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
             issuer_name_hash=cert_id_hashes[0],
@@ -272,37 +335,70 @@ class OcspResponderService:
                 self._cache.popitem(last=False)
         return Signed(der, next_update)
 
-    async def _snapshot(self, issuer_id: str) -> _Snapshot | None:
-        """The issuer, its responder's dates and its revocation count, in one query."""
+    async def _state(self, issuer_id: str) -> _IssuerState:
+        """The issuer's state, re-read when older than the refresh interval.
+
+        While one request refreshes it, concurrent requests use the previous state, so a
+        refresh never queues the others behind a database round trip.
+        """
+        state = self._states.get(issuer_id)
+        if state is None:
+            if len(self._states) >= _CACHE_ENTRIES:
+                self._states.clear()  # only names probed at random get here
+            state = self._states[issuer_id] = _IssuerState(issuer_id)
+        if time.monotonic() - state.checked < self.refresh_seconds:
+            return state
+        if state.refreshing and state.checked > float("-inf"):
+            return state
+        async with state.lock:
+            if time.monotonic() - state.checked < self.refresh_seconds:
+                return state  # refreshed while this request waited for the first load
+            state.refreshing = True
+            try:
+                await self.refresh(state)
+            finally:
+                state.refreshing = False
+        return state
+
+    async def refresh(self, state: _IssuerState) -> None:
+        """Re-read the issuer, its responder and its revocation count; catch up the index."""
+        issuer_id = state.index.issuer_id
+        started = time.monotonic()
         revocations = (
-            select(func.count(CertificateRevocation.id))
-            .where(CertificateRevocation.issuer_id == issuer_id)
-            .scalar_subquery()
-        )
-        last = (
-            select(func.max(CertificateRevocation.revoked_at))
+            select(func.count())
+            .select_from(CertificateRevocation)
             .where(CertificateRevocation.issuer_id == issuer_id)
             .scalar_subquery()
         )
         query = (
             select(
-                ConnectorInstance,
-                OcspResponder.created_at,
-                OcspResponder.not_after,
-                revocations,
-                last,
+                ConnectorInstance, OcspResponder.created_at, OcspResponder.not_after, revocations
             )
             .outerjoin(OcspResponder, OcspResponder.issuer_id == ConnectorInstance.id)
             .where(ConnectorInstance.id == issuer_id)
         )
         async with self.runtime.sessions() as session:
             row = (await session.execute(query)).first()
-        if row is None:
-            return None
-        issuer = row[0]
-        if issuer.family != "issuer" or not issuer.enabled or not self._capable(issuer):
-            return None
-        return _Snapshot(issuer, row[1], row[2], int(row[3] or 0), row[4])
+            issuer = row[0] if row is not None else None
+            if (
+                row is None
+                or issuer is None
+                or issuer.family != "issuer"
+                or not issuer.enabled
+                or not self._capable(issuer)
+            ):
+                state.snapshot = None
+            else:
+                count = int(row[3] or 0)
+                await state.index.sync(session, count)
+                state.snapshot = _Snapshot(issuer, row[1], row[2], count)
+        state.checked = started
+
+    async def refresh_all(self) -> int:
+        """Refresh every issuer this process has answered for now (tests, or after a restore)."""
+        for state in list(self._states.values()):
+            await self.refresh(state)
+        return len(self._states)
 
     def _capable(self, row: ConnectorInstance) -> bool:
         try:
@@ -311,10 +407,21 @@ class OcspResponderService:
             return False
         return getattr(spec.cls, "capabilities", frozenset()) >= _REQUIRED
 
-    async def _status(
-        self, issuer_id: str, serial: int
-    ) -> tuple[ocsp.OCSPCertStatus, datetime | None, x509.ReasonFlags | None]:
+    async def _status(self, state: _IssuerState, serial: int) -> _Status:
         serial_hex = format(serial, "x")
+        revoked = state.index.get(serial_hex)
+        if revoked is not None:
+            reason = _REASONS.get(revoked.reason, x509.ReasonFlags.unspecified)
+            return ocsp.OCSPCertStatus.REVOKED, revoked.revoked_at, reason
+        key = (state.index.issuer_id, serial_hex)
+        seen = self._issued.get(key)
+        if seen is not None and time.monotonic() - seen < CACHE_SECONDS:
+            return ocsp.OCSPCertStatus.GOOD, None, None
+        return await self._lookup(state, serial_hex)
+
+    async def _lookup(self, state: _IssuerState, serial_hex: str) -> _Status:
+        """A serial not in memory: ask the database (it may be newer than the index)."""
+        issuer_id = state.index.issuer_id
         async with self.runtime.sessions() as session:
             revoked = (
                 await session.execute(
@@ -325,12 +432,8 @@ class OcspResponderService:
                 )
             ).first()
             if revoked is not None:
-                reason = _REASONS.get(revoked.reason, x509.ReasonFlags.unspecified)
-                return (
-                    ocsp.OCSPCertStatus.REVOKED,
-                    revoked.revoked_at.replace(microsecond=0),
-                    reason,
-                )
+                state.index.add([(serial_hex, revoked.revoked_at, revoked.reason)])
+                return await self._status(state, int(serial_hex, 16))
             issued = await session.scalar(
                 select(CertificateVersion.id)
                 .join(
@@ -342,9 +445,14 @@ class OcspResponderService:
                 )
                 .limit(1)
             )
-        if issued is not None:
-            return ocsp.OCSPCertStatus.GOOD, None, None
-        return ocsp.OCSPCertStatus.UNKNOWN, None, None
+        if issued is None:
+            return ocsp.OCSPCertStatus.UNKNOWN, None, None
+        key = (issuer_id, serial_hex)
+        self._issued[key] = time.monotonic()
+        self._issued.move_to_end(key)
+        while len(self._issued) > _CACHE_ENTRIES:
+            self._issued.popitem(last=False)
+        return ocsp.OCSPCertStatus.GOOD, None, None
 
     # -- the delegated responder ------------------------------------------------------------
 
@@ -477,3 +585,37 @@ class OcspResponderService:
         responder = _Responder((issuer_row.updated_at, now), certificate, key, ca, {})
         self._responders[issuer_row.id] = responder
         return responder
+
+    async def rotate_due(self) -> int:
+        """Replace every stored responder within the rotation grace of expiry; the number."""
+        async with self.runtime.sessions() as session:
+            rows = list(
+                await session.execute(
+                    select(ConnectorInstance, OcspResponder.not_after).join(
+                        OcspResponder, OcspResponder.issuer_id == ConnectorInstance.id
+                    )
+                )
+            )
+        rotated = 0
+        for issuer_row, not_after in rows:
+            if not issuer_row.enabled or not self._capable(issuer_row) or not self._due(not_after):
+                continue
+            try:
+                lock = self._locks.setdefault(issuer_row.id, asyncio.Lock())
+                async with lock:
+                    await self._load_or_renew(issuer_row)
+                rotated += 1
+            except Exception:  # noqa: BLE001 - one failing issuer does not stop the others
+                _log.exception("rotating the OCSP responder of issuer %s failed", issuer_row.id)
+        return rotated
+
+
+async def rotate_ocsp_responders(runtime: Runtime) -> int:
+    """Replace OCSP responder certificates within ``CERTCTL_OCSP_ROTATION_GRACE`` of expiry.
+
+    Periodic job (suggested every hour). Answering also rotates lazily, so this only keeps the
+    first request after the grace starts from paying for a new certificate. Safe on several
+    replicas at once: the optimistic ``UPDATE … WHERE created_at = <old>`` lets one process
+    store its certificate and the others adopt it. Returns the number of responders rotated.
+    """
+    return await responder_service(runtime).rotate_due()

@@ -33,6 +33,7 @@ from certctl.db.models import (
 )
 from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import Actor
+from certctl.domain.ocsp.service import note_revocations
 from certctl.domain.revocation.schemas import REASON_NAMES, RevocationOut, RevokedVersionOut
 from certctl.errors import BadRequest, Conflict, NotFound
 from certctl_sdk import Issuer
@@ -51,6 +52,7 @@ __all__ = [
     "finish_revocations",
     "generate_crl",
     "load_for_bulk",
+    "regenerate_crls",
     "revoke_certificates",
 ]
 
@@ -210,6 +212,7 @@ async def finish_revocations(
     Failures are recorded (``issuer_error``) or logged; the local revocation stands either way.
     """
     issuer_ids = sorted({p.issuer_id for p in planned})
+    note_revocations(runtime, (row for item in planned for row in item.rows))
     async with runtime.sessions() as session:
         issuer_rows = {
             row.id: row
@@ -328,18 +331,7 @@ async def generate_crl(
                     if existing is not None:
                         return existing  # fresh enough: another request just re-signed it
                 now = utcnow().replace(microsecond=0)
-                entries = tuple(
-                    CrlEntry(
-                        serial=r.serial_number,
-                        revoked_at=r.revoked_at,
-                        reason=RevocationReason(r.reason),
-                    )
-                    for r in await session.scalars(
-                        select(CertificateRevocation)
-                        .where(CertificateRevocation.issuer_id == row.id)
-                        .order_by(CertificateRevocation.revoked_at, CertificateRevocation.id)
-                    )
-                )
+                entries = await _crl_entries(session, row.id)
                 der = await issuer.sign_crl(
                     CrlRequest(
                         crl_number=number or 1,
@@ -368,6 +360,73 @@ async def generate_crl(
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+async def _crl_entries(session: AsyncSession, issuer_id: str) -> tuple[CrlEntry, ...]:
+    """Every revocation of the issuer as CRL entries: plain columns, no ORM objects per row."""
+    reasons = {int(r): r for r in RevocationReason}
+    rows = await session.execute(
+        select(
+            CertificateRevocation.serial_number,
+            CertificateRevocation.revoked_at,
+            CertificateRevocation.reason,
+        )
+        .where(CertificateRevocation.issuer_id == issuer_id)
+        .order_by(CertificateRevocation.revoked_at, CertificateRevocation.id)
+    )
+    return tuple(
+        CrlEntry(serial=serial, revoked_at=revoked_at, reason=reasons[reason])
+        for serial, revoked_at, reason in rows
+    )
+
+
+async def regenerate_crls(runtime: Runtime, *, force: bool = False) -> int:
+    """Re-sign the CRL of every CRL-signing issuer whose CRL is missing or past half its validity.
+
+    Periodic job (suggested every 15 minutes; with the default 24 h validity a CRL is re-signed
+    about every 12 h, so a revocation-free CRL never nears nextUpdate). ``force`` re-signs all.
+    One failing issuer is logged and does not stop the others. Returns how many were signed.
+
+    Leader-only preferred: on several replicas each CRL still gets strictly increasing numbers
+    and the newest is kept (the number is bumped under a row lock, and a CRL made meanwhile by
+    another process is kept instead), but replicas racing on the same issuer may sign twice.
+    """
+    async with runtime.sessions() as session:
+        issuers = list(
+            await session.scalars(
+                select(ConnectorInstance).where(
+                    ConnectorInstance.family == "issuer", ConnectorInstance.enabled.is_(True)
+                )
+            )
+        )
+        states = {
+            issuer_id: (number, this_update, next_update)
+            for issuer_id, number, this_update, next_update in await session.execute(
+                select(
+                    CrlState.issuer_id,
+                    CrlState.crl_number,
+                    CrlState.this_update,
+                    CrlState.next_update,
+                )
+            )
+        }
+    now = utcnow()
+    stale_before = now if force else now - timedelta(hours=runtime.settings.crl_validity_hours) / 2
+    signed = 0
+    for row in issuers:
+        if not _signs_crls(runtime, row):
+            continue
+        state = states.get(row.id)
+        if state is not None and state[1] > stale_before and state[2] > now:
+            continue
+        try:
+            result = await generate_crl(runtime, row, stale_before=stale_before)
+        except Exception:  # noqa: BLE001 - one bad issuer does not stop the others
+            _log.exception("re-signing the CRL of issuer %s failed", row.id)
+            continue
+        if state is None or result.crl_number != state[0]:
+            signed += 1
+    return signed
 
 
 async def crl_for_issuer(runtime: Runtime, issuer_id: str) -> CrlState:

@@ -19,7 +19,7 @@ import hmac
 import ipaddress
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 import msgspec
@@ -31,7 +31,12 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
     PrivateKeyTypes,
 )
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    CRLEntryExtensionOID,
+    ExtendedKeyUsageOID,
+    NameOID,
+)
 
 from certctl_issuer_local.config import LocalIssuerConfig, parse_ca_material
 from certctl_sdk import (
@@ -405,25 +410,8 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
             raise RejectedError("crl_number must be between 0 and 2**159 - 1 (RFC 5280 §5.2.3)")
         if request.next_update <= request.this_update:
             raise RejectedError("next_update must be later than this_update")
-        revoked: list[x509.RevokedCertificate] = []
-        seen: set[int] = set()
-        for entry in request.entries:
-            serial = _parse_serial(entry.serial)
-            if serial in seen:
-                raise RejectedError(f"serial {entry.serial} is listed twice")
-            seen.add(serial)
-            if entry.reason == RevocationReason.REMOVE_FROM_CRL:
-                raise RejectedError("removeFromCRL belongs in delta CRLs, not a complete CRL")
-            builder = (
-                x509.RevokedCertificateBuilder()
-                .serial_number(serial)
-                .revocation_date(entry.revoked_at)
-            )
-            flag = _REASON_FLAGS.get(entry.reason)
-            if flag is not None:
-                builder = builder.add_extension(x509.CRLReason(flag), critical=False)
-            revoked.append(builder.build())
-        return await asyncio.to_thread(_sign_crl, ca, request, revoked)
+        # Tens of microseconds per entry: a long list is built off the event loop too.
+        return await asyncio.to_thread(_sign_crl, ca, request)
 
     async def ca_certificates(self) -> tuple[str, ...]:
         """The issuing CA, then the configured chain above it, as PEM."""
@@ -741,10 +729,43 @@ def _leaf_extensions(
     return extensions
 
 
-def _sign_crl(ca: _Authority, request: CrlRequest, revoked: list[x509.RevokedCertificate]) -> bytes:
+_REASON_EXTENSIONS: dict[RevocationReason, list[x509.Extension[x509.ExtensionType]]] = {
+    reason: [x509.Extension(CRLEntryExtensionOID.CRL_REASON, False, x509.CRLReason(flag))]
+    for reason, flag in _REASON_FLAGS.items()
+}
+"""One shared extension list per reason: building 100,000 entries is then a tight loop."""
+
+
+def _revoked(request: CrlRequest) -> list[x509.RevokedCertificate]:
+    """The CRL entries, checked as the builder's setters would, at a third of their cost."""
+    revoked: list[x509.RevokedCertificate] = []
+    seen: set[int] = set()
+    for entry in request.entries:
+        serial = _parse_serial(entry.serial)
+        if serial in seen:
+            raise RejectedError(f"serial {entry.serial} is listed twice")
+        if serial.bit_length() >= 160:
+            raise RejectedError(f"serial {entry.serial} is longer than 20 octets (RFC 5280)")
+        seen.add(serial)
+        if entry.reason == RevocationReason.REMOVE_FROM_CRL:
+            raise RejectedError("removeFromCRL belongs in delta CRLs, not a complete CRL")
+        at = entry.revoked_at
+        if at.tzinfo is not None:
+            at = at.astimezone(UTC).replace(tzinfo=None)
+        if at.year < 1950:
+            raise RejectedError(f"serial {entry.serial}: revocation date before 1950")
+        revoked.append(
+            x509.RevokedCertificateBuilder(
+                serial, at, _REASON_EXTENSIONS.get(entry.reason, [])
+            ).build()
+        )
+    return revoked
+
+
+def _sign_crl(ca: _Authority, request: CrlRequest) -> bytes:
     # Entries go in through the constructor: add_revoked_certificate copies the list each call.
     crl = (
-        x509.CertificateRevocationListBuilder(revoked_certificates=revoked)
+        x509.CertificateRevocationListBuilder(revoked_certificates=_revoked(request))
         .issuer_name(ca.certificate.subject)
         .last_update(request.this_update)
         .next_update(request.next_update)
