@@ -90,6 +90,11 @@ class Runtime:
             self.scheduler = Scheduler(self, role=self.role)
             await self.scheduler.start()
 
+    def scheduler_wake(self, loop: str) -> None:
+        """Run a wakeable loop now (no-op when this process runs no background work)."""
+        if self.scheduler is not None:
+            self.scheduler.wake(loop)
+
     async def stop(self) -> None:
         """Stop background work and release every resource."""
         if self.scheduler is not None:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, text
 
 from certctl.db.base import new_id, utcnow
-from certctl.db.models import Job, SchedulerReplica
+from certctl.db.models import Job, Notification, SchedulerReplica
 from certctl.runtime import Runtime
 from certctl.scheduler import Scheduler
 from certctl.scheduler.leader import LEADER_LOCK_ID
@@ -146,7 +146,20 @@ async def test_status_shows_loops_runs_errors_and_the_leader(
     assert body["leader"]["id"] == scheduler.replica_id
     assert [rep["id"] for rep in body["replicas"]] == [scheduler.replica_id]
     loops = {loop["name"]: loop for loop in body["loops"]}
-    assert {"job-processor", "renewal-check", "job-reaper", "garbage-collection"} <= set(loops)
+    assert set(loops) == {
+        "job-processor",
+        "renewal-check",
+        "job-reaper",
+        "notification-process",
+        "expiry-alerts",
+        "digest",
+        "crl-generation",
+        "ocsp-responder-rotation",
+        "approval-expiry",
+        "compliance-evaluation",
+        "garbage-collection",
+    }
+    assert [name for name, loop in loops.items() if not loop["leader_only"]] == ["job-processor"]
     assert loops["renewal-check"]["leader_only"] is True
     assert loops["job-processor"]["leader_only"] is False
     assert loops["renewal-check"]["env"] == "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL"
@@ -265,14 +278,34 @@ async def test_garbage_collection_keeps_recent_and_open_jobs(client):
         started_at=utcnow() - timedelta(days=3),
         heartbeat_at=utcnow() - timedelta(days=2),
     )
+
+    def notification(status: str, sent_ago: timedelta | None) -> Notification:
+        return Notification(
+            id=new_id("ntf"),
+            event="certificate.issued",
+            severity="info",
+            subject="s",
+            body="b",
+            data={},
+            notifier_id="ntf-x",
+            status=status,
+            dedup_key=new_id("d"),
+            sent_at=None if sent_ago is None else utcnow() - sent_ago,
+        )
+
+    delivered_long_ago = notification("sent", timedelta(days=40))
+    delivered = notification("sent", timedelta(days=2))
+    dead = notification("dead", None)
     async with runtime.sessions.begin() as session:
-        session.add_all([old, recent, pending, gone])
-    assert await collect_garbage(runtime) == 2
+        session.add_all([old, recent, pending, gone, delivered_long_ago, delivered, dead])
+    assert await collect_garbage(runtime) == 3
     async with runtime.sessions() as session:
         left = set(await session.scalars(select(Job.id)))
         replicas = set(await session.scalars(select(SchedulerReplica.id)))
+        kept = set(await session.scalars(select(Notification.id)))
     assert left == {recent.id, pending.id}
     assert "dead:1:r" not in replicas
+    assert kept == {delivered.id, dead.id}  # the dead-letter queue waits for an operator
 
 
 async def test_background_loops_issue_without_being_driven(app_factory, admin_headers):

@@ -22,6 +22,10 @@ class EventType(enum.StrEnum):
     DEPLOYMENT_FAILED = "deployment.failed"
     ISSUANCE_FAILED = "issuance.failed"
     JOB_FAILED = "job.failed"
+    APPROVAL_REQUESTED = "approval.requested"
+    """A change waits for a second person's approval (two-person integrity)."""
+    APPROVAL_DECIDED = "approval.decided"
+    """An approval request was approved, rejected or expired (``details["state"]``)."""
 
 
 class LifecycleEvent(msgspec.Struct, frozen=True, kw_only=True):

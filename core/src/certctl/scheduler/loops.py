@@ -68,6 +68,51 @@ async def _collect_garbage(runtime: Runtime) -> int:
     return await collect_garbage(runtime)
 
 
+async def _dispatch_notifications(runtime: Runtime) -> int:
+    from certctl.domain.notifications.queue import dispatch_notifications
+
+    return await dispatch_notifications(runtime)
+
+
+async def _expiry_alerts(runtime: Runtime) -> int:
+    from certctl.domain.notifications.expiry import scan_expiry_alerts
+
+    queued = await scan_expiry_alerts(runtime)
+    if queued:
+        runtime.scheduler_wake("notification-process")
+    return queued
+
+
+async def _digest(runtime: Runtime) -> int:
+    from certctl.domain.digest.service import send_digest
+
+    return await send_digest(runtime)
+
+
+async def _crl_generation(runtime: Runtime) -> int:
+    from certctl.domain.revocation.service import regenerate_crls
+
+    return await regenerate_crls(runtime)
+
+
+async def _ocsp_rotation(runtime: Runtime) -> int:
+    from certctl.domain.ocsp.service import rotate_ocsp_responders
+
+    return await rotate_ocsp_responders(runtime)
+
+
+async def _approval_expiry(runtime: Runtime) -> int:
+    from certctl.domain.approvals.service import expire_stale_approvals
+
+    return await expire_stale_approvals(runtime)
+
+
+async def _compliance(runtime: Runtime) -> int:
+    from certctl.domain.compliance.service import evaluate_compliance
+
+    return await evaluate_compliance(runtime)
+
+
 def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
     """The loops of this process, intervals resolved from its settings."""
     settings = runtime.settings
@@ -98,8 +143,69 @@ def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
             timeout=120.0,
         ),
         LoopSpec(
+            name="notification-process",
+            description="send due notifications: retries with back-off, dead-letter at the limit",
+            run=_dispatch_notifications,
+            interval=30.0,
+            leader_only=True,
+            timeout=300.0,
+            wakeable=True,
+        ),
+        LoopSpec(
+            name="expiry-alerts",
+            description="queue an alert for each certificate crossing an expiry threshold",
+            run=_expiry_alerts,
+            interval=3600.0,
+            leader_only=True,
+            timeout=300.0,
+        ),
+        LoopSpec(
+            name="digest",
+            description="send the daily digest once per day (CERTCTL_DIGEST_ENABLED)",
+            run=_digest,
+            interval=3600.0,
+            leader_only=True,
+            timeout=300.0,
+        ),
+        LoopSpec(
+            name="crl-generation",
+            description="re-sign each issuer's CRL before half its validity has passed",
+            run=_crl_generation,
+            interval=900.0,
+            leader_only=True,
+            timeout=300.0,
+        ),
+        LoopSpec(
+            name="ocsp-responder-rotation",
+            description="replace OCSP responder certificates inside CERTCTL_OCSP_ROTATION_GRACE",
+            run=_ocsp_rotation,
+            interval=3600.0,
+            leader_only=True,
+            timeout=300.0,
+        ),
+        LoopSpec(
+            name="approval-expiry",
+            description="expire approval requests (and fail their jobs) past their timeout",
+            run=_approval_expiry,
+            interval=600.0,
+            leader_only=True,
+            timeout=120.0,
+        ),
+        LoopSpec(
+            name="compliance-evaluation",
+            description="re-evaluate every certificate against the compliance rules",
+            run=_compliance,
+            interval=3600.0,
+            leader_only=True,
+            timeout=900.0,
+            run_at_start=False,
+        ),
+        LoopSpec(
             name="garbage-collection",
-            description="delete finished jobs past CERTCTL_JOB_RETENTION and departed replicas",
+            description=(
+                "delete finished jobs and delivered notifications past CERTCTL_JOB_RETENTION, "
+                "and departed replicas"
+            ),
             run=_collect_garbage,
             interval=3600.0,
             leader_only=True,

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, select, update
 
 from certctl.db.base import utcnow
-from certctl.db.models import Job, ManagedCertificate, SchedulerLoopRun, SchedulerReplica
+from certctl.db.models import (
+    Job,
+    ManagedCertificate,
+    Notification,
+    SchedulerLoopRun,
+    SchedulerReplica,
+)
 from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import SYSTEM
 from certctl.domain.events import publish
@@ -107,10 +113,12 @@ async def reap_jobs(runtime: Runtime) -> int:
 
 
 async def collect_garbage(runtime: Runtime) -> int:
-    """Delete finished jobs older than ``CERTCTL_JOB_RETENTION`` and long-silent replicas.
+    """Delete finished jobs and delivered notifications older than ``CERTCTL_JOB_RETENTION``,
+    and long-silent replicas.
 
-    Versions, deployments and the audit trail keep the history; a finished job row is only the
-    queue's bookkeeping.
+    Versions, deployments and the audit trail keep the history; a finished job or a delivered
+    notification is only a queue's bookkeeping. Dead-lettered notifications stay until an
+    operator requeues them.
     """
     now = utcnow()
     job_cutoff = now - timedelta(seconds=runtime.settings.job_retention_seconds)
@@ -119,6 +127,11 @@ async def collect_garbage(runtime: Runtime) -> int:
             delete(Job).where(
                 Job.status.in_(("completed", "cancelled", "failed")),
                 Job.completed_at < job_cutoff,
+            )
+        )
+        notifications_deleted = await session.execute(
+            delete(Notification).where(
+                Notification.status == "sent", Notification.sent_at < job_cutoff
             )
         )
         gone = select(SchedulerReplica.id).where(
@@ -130,4 +143,8 @@ async def collect_garbage(runtime: Runtime) -> int:
         replicas_deleted = await session.execute(
             delete(SchedulerReplica).where(SchedulerReplica.heartbeat_at < now - REPLICA_RETENTION)
         )
-    return int(jobs_deleted.rowcount or 0) + int(replicas_deleted.rowcount or 0)  # type: ignore[attr-defined]
+    counts: list[int] = [
+        result.rowcount or 0  # type: ignore[attr-defined]
+        for result in (jobs_deleted, notifications_deleted, replicas_deleted)
+    ]
+    return sum(counts)

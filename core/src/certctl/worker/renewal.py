@@ -19,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from certctl.db.base import utcnow
 from certctl.db.models import CertificateProfile, Job, ManagedCertificate
+from certctl.domain.approvals.events import publish_requested
 from certctl.domain.audit.service import audit_row, record_many
 from certctl.domain.auth.actor import SYSTEM
 from certctl.domain.certificates.service import request_renewal
@@ -77,11 +78,12 @@ async def scan_for_renewals(runtime: Runtime, chunk: int = CHUNK) -> int:
             if not due:
                 break
             # Approval-gated renewals open a request for a second person each: few, one by one.
+            gated_jobs: list[str] = []
             for cert_id, _version, gated in due:
                 if gated:
                     cert = await session.get(ManagedCertificate, cert_id)
                     assert cert is not None
-                    await request_renewal(
+                    job = await request_renewal(
                         session,
                         cert,
                         SYSTEM,
@@ -89,6 +91,7 @@ async def scan_for_renewals(runtime: Runtime, chunk: int = CHUNK) -> int:
                         forced=False,
                         approval_bypass=runtime.settings.approval_bypass,
                     )
+                    gated_jobs.append(job.id)
                     created += 1
             rows = [
                 jobs.job_values(
@@ -131,6 +134,7 @@ async def scan_for_renewals(runtime: Runtime, chunk: int = CHUNK) -> int:
                 ],
             )
             await session.commit()
+        await publish_requested(runtime, job_ids=gated_jobs)
         created += len(inserted)
         if created:
             runtime.worker.wake()

@@ -37,9 +37,7 @@ class Worker:
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll (called after enqueueing)."""
-        scheduler = self.runtime.scheduler
-        if scheduler is not None:
-            scheduler.wake("job-processor")
+        self.runtime.scheduler_wake("job-processor")
 
     async def run_until_idle(self, max_rounds: int = 100) -> int:
         """Run rounds until nothing is runnable right now; return how many jobs ran.

@@ -8,8 +8,9 @@ from litestar import Controller, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from certctl.domain.approvals import service
+from certctl.domain.approvals.events import publish_decided
 from certctl.domain.approvals.schemas import ApprovalOut, DecisionIn
-from certctl.lib.deps import ActorDep, SessionDep
+from certctl.lib.deps import ActorDep, RuntimeDep, SessionDep
 from certctl.lib.pagination import Page, page_window
 
 __all__ = ["ApprovalController"]
@@ -55,6 +56,7 @@ class ApprovalController(Controller):
     @post("/{approval_id:str}/approve", opt={"permission": "approval.approve"}, status_code=200)
     async def approve(
         self,
+        runtime: RuntimeDep,
         session: SessionDep,
         actor: ActorDep,
         approval_id: FromPath[str],
@@ -64,11 +66,13 @@ class ApprovalController(Controller):
         row = await service.get_request(session, approval_id)
         await service.decide(session, row, actor, approve=True, note=data.note if data else "")
         await session.commit()
+        await publish_decided(runtime, row)
         return service.approval_out(row)
 
     @post("/{approval_id:str}/reject", opt={"permission": "approval.reject"}, status_code=200)
     async def reject(
         self,
+        runtime: RuntimeDep,
         session: SessionDep,
         actor: ActorDep,
         approval_id: FromPath[str],
@@ -78,4 +82,5 @@ class ApprovalController(Controller):
         row = await service.get_request(session, approval_id)
         await service.decide(session, row, actor, approve=False, note=data.note if data else "")
         await session.commit()
+        await publish_decided(runtime, row)
         return service.approval_out(row)

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from certctl.db.base import utcnow
 from certctl.db.models import CertificateVersion, Deployment, Job
 from certctl.domain.approvals import service as approvals
+from certctl.domain.approvals.events import publish_requested
 from certctl.domain.audit.service import record
 from certctl.domain.certificates import service
 from certctl.domain.certificates.schemas import (
@@ -83,6 +84,8 @@ class CertificateController(Controller):
         )
         await session.commit()
         runtime.worker.wake()
+        if job.status == "awaiting_approval":
+            await publish_requested(runtime, job_ids=[job.id])
         return CertificateAccepted(
             certificate=service.to_out(cert, targets), job=service.job_out(job)
         )
@@ -106,6 +109,9 @@ class CertificateController(Controller):
         )
         await session.commit()
         runtime.worker.wake()
+        await publish_requested(
+            runtime, job_ids=[j.id for _, j, _ in created if j.status == "awaiting_approval"]
+        )
         return [
             CertificateAccepted(certificate=service.to_out(c, t), job=service.job_out(j))
             for c, j, t in created
@@ -236,6 +242,8 @@ class CertificateController(Controller):
         )
         await session.commit()
         runtime.worker.wake()
+        if job.status == "awaiting_approval":
+            await publish_requested(runtime, job_ids=[job.id])
         return service.job_out(job)
 
     @post("/{certificate_id:str}/deploy", opt={"permission": "cert.edit"}, status_code=202)

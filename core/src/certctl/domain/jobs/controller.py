@@ -8,13 +8,14 @@ from sqlalchemy import func, select
 
 from certctl.db.models import Job
 from certctl.domain.approvals import service as approvals
+from certctl.domain.approvals.events import publish_decided
 from certctl.domain.approvals.schemas import ApprovalOut, DecisionIn
 from certctl.domain.audit.service import record
 from certctl.domain.certificates.schemas import JobOut
 from certctl.domain.certificates.service import job_out
 from certctl.domain.jobs import service as jobs
 from certctl.errors import NotFound
-from certctl.lib.deps import ActorDep, SessionDep
+from certctl.lib.deps import ActorDep, RuntimeDep, SessionDep
 from certctl.lib.pagination import Page, page_window
 
 __all__ = ["JobController"]
@@ -84,6 +85,7 @@ class JobController(Controller):
     @post("/{job_id:str}/approve", opt={"permission": "approval.approve"}, status_code=200)
     async def approve_job(
         self,
+        runtime: RuntimeDep,
         session: SessionDep,
         actor: ActorDep,
         job_id: FromPath[str],
@@ -93,11 +95,13 @@ class JobController(Controller):
         row = await approvals.request_of_job(session, job_id)
         await approvals.decide(session, row, actor, approve=True, note=data.note if data else "")
         await session.commit()
+        await publish_decided(runtime, row)
         return approvals.approval_out(row)
 
     @post("/{job_id:str}/reject", opt={"permission": "approval.reject"}, status_code=200)
     async def reject_job(
         self,
+        runtime: RuntimeDep,
         session: SessionDep,
         actor: ActorDep,
         job_id: FromPath[str],
@@ -107,4 +111,5 @@ class JobController(Controller):
         row = await approvals.request_of_job(session, job_id)
         await approvals.decide(session, row, actor, approve=False, note=data.note if data else "")
         await session.commit()
+        await publish_decided(runtime, row)
         return approvals.approval_out(row)

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from certctl.db.models import CertificateProfile
 from certctl.domain.approvals import service as approvals
+from certctl.domain.approvals.events import publish_requested
 from certctl.domain.profiles.schemas import ProfileAccepted, ProfileIn, ProfileOut, ProfileUpdate
 from certctl.domain.profiles.service import (
     apply_update,
@@ -90,6 +91,7 @@ class ProfileController(Controller):
             )
             await session.commit()
             if not bypass:
+                await publish_requested(runtime, approval_ids=[request.id])
                 return Response(
                     ProfileAccepted(approval=approvals.approval_out(request)), status_code=202
                 )
@@ -111,6 +113,7 @@ class ProfileController(Controller):
             )
             await session.commit()
             if not bypass:
+                await publish_requested(runtime, approval_ids=[request.id])
                 return Response(
                     ProfileAccepted(approval=approvals.approval_out(request)), status_code=202
                 )

@@ -33,10 +33,11 @@ from certctl.db.models import (
 )
 from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import Actor
+from certctl.domain.events import publish
 from certctl.domain.ocsp.service import note_revocations
 from certctl.domain.revocation.schemas import REASON_NAMES, RevocationOut, RevokedVersionOut
 from certctl.errors import BadRequest, Conflict, NotFound
-from certctl_sdk import Issuer
+from certctl_sdk import EventType, Issuer, LifecycleEvent
 from certctl_sdk.issuer import CrlEntry, CrlRequest, IssuerCapability, RevokeRequest
 from certctl_sdk.models import RevocationReason
 
@@ -263,6 +264,30 @@ async def finish_revocations(
             crl_numbers[issuer_id] = (await generate_crl(runtime, issuer_row)).crl_number
         except Exception:  # noqa: BLE001 - the next GET of the CRL tries again
             _log.exception("re-signing the CRL of issuer %s failed", issuer_id)
+    await publish(
+        runtime,
+        *(
+            LifecycleEvent(
+                type=EventType.CERTIFICATE_REVOKED,
+                occurred_at=item.rows[0]["revoked_at"],
+                certificate_id=item.certificate_id,
+                actor=str(item.rows[0]["revoked_by"]),
+                details={
+                    # One revocation per certificate (a second is a 409), so this is stable.
+                    "event_id": f"revoke:{item.certificate_id}",
+                    "reason": REASON_NAMES[item.rows[0]["reason"]],
+                    "serials": [r["serial_number"] for r in item.rows],
+                    "issuer_id": item.issuer_id,
+                    "message": (
+                        f"certificate {item.certificate_id} revoked "
+                        f"({REASON_NAMES[item.rows[0]['reason']]})"
+                    ),
+                },
+            )
+            for item in planned
+            if item.rows
+        ),
+    )
     return [
         RevocationOut(
             certificate_id=item.certificate_id,
