@@ -6,6 +6,8 @@ Prints, for SQLite and PostgreSQL:
   * p50/p99 latency of ``GET /api/v1/certificates`` with 10,000 certificates stored;
   * cached OCSP responses per second and their p50/p99 latency, in-process and over HTTP with
     wrk, and a CRL of 100,000 entries (``benchmarks/pki.py``);
+  * the renewal scan over 100,000 certificates, and job throughput with one and three
+    ``certctl worker`` replicas on PostgreSQL (``benchmarks/lifecycle.py``);
   * server start time (``certctl serve`` until ``/health`` answers over HTTPS) and app start
     time (factory + migrations + plugin loading).
 
@@ -32,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pki  # benchmarks/pki.py: run as a script, this directory is on sys.path
+import lifecycle  # benchmarks/lifecycle.py and pki.py: run as a script, this directory is on sys.path
+import pki
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -447,11 +450,17 @@ def main() -> None:
     parser.add_argument("--ocsp-requests", type=int, default=5000, help="cached OCSP requests")
     parser.add_argument("--ocsp-concurrency", type=int, default=16)
     parser.add_argument("--crl-entries", type=int, default=100_000)
+    parser.add_argument("--fleet", type=int, default=100_000, help="certificates for the scan")
+    parser.add_argument("--due", type=int, default=100_000, help="of which due for renewal")
+    parser.add_argument("--replica-jobs", type=int, default=5000, help="jobs per replica run")
     parser.add_argument(
-        "--only", default="", help="comma-separated subset: issuance,list,start,ocsp,crl"
+        "--only",
+        default="",
+        help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas",
     )
     args = parser.parse_args()
-    only = set(filter(None, args.only.split(","))) or {"issuance", "list", "start", "ocsp", "crl"}
+    sections = {"issuance", "list", "start", "ocsp", "crl", "scan", "replicas"}
+    only = set(filter(None, args.only.split(","))) or sections
 
     ceiling = bare_ceiling()
     print(
@@ -527,6 +536,15 @@ def main() -> None:
                 print(
                     f"  GET /api/v1/certificates with {args.rows:,} stored: p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms"
                 )
+            lifecycle.run(
+                name,
+                url,
+                base,
+                only=only,
+                fleet=args.fleet,
+                due=args.due,
+                replica_jobs=args.replica_jobs,
+            )
             pki.run(
                 name,
                 url,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, literal, select
+from sqlalchemy import Table, and_, exists, literal, select, true, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -36,7 +36,7 @@ CHUNK = 1000
 """Certificates per statement: well inside both databases' bound-parameter limits."""
 
 
-def _due(now: Any, limit: int) -> Any:
+def _due(now: Any, limit: int, after: tuple[Any, str] | None) -> Any:
     cert = ManagedCertificate
     open_job = exists().where(
         Job.certificate_id == cert.id,
@@ -46,8 +46,13 @@ def _due(now: Any, limit: int) -> Any:
     renewed = exists().where(
         Job.idempotency_key == literal("renew:") + cert.id + literal(":") + cert.current_version_id
     )
+    # Keyset pagination on (renew_at, id): each chunk starts where the last ended, so a scan
+    # over N due certificates reads each once instead of re-filtering the ones already queued.
+    page = tuple_(cert.renew_at, cert.id) > tuple_(*after) if after is not None else true()
     return (
-        select(cert.id, cert.current_version_id, CertificateProfile.requires_approval)
+        select(
+            cert.id, cert.current_version_id, CertificateProfile.requires_approval, cert.renew_at
+        )
         .outerjoin(CertificateProfile, CertificateProfile.id == cert.profile_id)
         .where(
             and_(
@@ -56,9 +61,10 @@ def _due(now: Any, limit: int) -> Any:
                 cert.current_version_id.is_not(None),
                 ~open_job,
                 ~renewed,
+                page,
             )
         )
-        .order_by(cert.renew_at)
+        .order_by(cert.renew_at, cert.id)
         .limit(limit)
     )
 
@@ -72,14 +78,16 @@ async def scan_for_renewals(runtime: Runtime, chunk: int = CHUNK) -> int:
     now = utcnow()
     created = 0
     max_attempts = runtime.settings.job_max_attempts
+    after: tuple[Any, str] | None = None
     while True:
         async with runtime.sessions() as session:
-            due = (await session.execute(_due(now, chunk))).all()
+            due = (await session.execute(_due(now, chunk, after))).all()
             if not due:
                 break
+            after = (due[-1][3], due[-1][0])
             # Approval-gated renewals open a request for a second person each: few, one by one.
             gated_jobs: list[str] = []
-            for cert_id, _version, gated in due:
+            for cert_id, _version, gated, _renew_at in due:
                 if gated:
                     cert = await session.get(ManagedCertificate, cert_id)
                     assert cert is not None
@@ -102,18 +110,22 @@ async def scan_for_renewals(runtime: Runtime, chunk: int = CHUNK) -> int:
                     max_attempts=max_attempts,
                     now=now,
                 )
-                for cert_id, version_id, gated in due
+                for cert_id, version_id, gated, _renew_at in due
                 if not gated
             ]
             dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
             insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            # executemany ("insertmanyvalues"): one cached statement, sent in batches; a
+            # multi-VALUES statement of 1,000 rows would cost more to compile than to run.
+            table = Job.__table__
+            assert isinstance(table, Table)
             inserted = (
                 (
                     await session.execute(
-                        insert(Job)
-                        .values(rows)
+                        insert(table)
                         .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                        .returning(Job.id, Job.certificate_id)
+                        .returning(table.c.id, table.c.certificate_id),
+                        rows,
                     )
                 ).all()
                 if rows

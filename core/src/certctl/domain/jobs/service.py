@@ -13,7 +13,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,17 +76,21 @@ def job_values(
 
 
 async def insert_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Insert jobs in one statement; rows whose idempotency key exists are skipped.
+    """Insert jobs; rows whose idempotency key exists are skipped.
 
     ``INSERT … ON CONFLICT DO NOTHING`` decides atomically on both databases, so concurrent
-    callers with one key end up with exactly one job.
+    callers with one key end up with exactly one job. The rows go as one executemany (a cached
+    statement sent in batches): a multi-VALUES statement of hundreds of rows costs more to
+    compile than to run.
     """
     if not rows:
         return
     insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
     await session.flush()
+    table = Job.__table__
+    assert isinstance(table, Table)
     await session.execute(
-        insert(Job).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"]), rows
     )
 
 

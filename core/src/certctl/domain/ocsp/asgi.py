@@ -94,11 +94,13 @@ class OcspFastPath:
                 read_body=read_body,
             )
         except Exception:  # noqa: BLE001 - the database failed: an OCSP error, not a traceback
+            # RFC 6960 internalError in the body; 503 + Retry-After tells caches and clients
+            # the failure is ours and passing, never the request's fault.
             _log.exception("answering OCSP for issuer %s failed", where.issuer_id)
             reply = Reply(
-                500,
+                503,
                 unsuccessful(ocsp.OCSPResponseStatus.INTERNAL_ERROR),
-                (("cache-control", "no-store"),),
+                (("cache-control", "no-store"), ("retry-after", "5")),
             )
         headers: list[tuple[bytes, bytes]] = [
             _CONTENT_TYPE,
