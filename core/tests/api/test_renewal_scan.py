@@ -93,3 +93,30 @@ async def test_archived_and_revoked_certificates_are_not_renewed(client, admin_h
     assert r.status_code == 200, r.text
     await _make_due(runtime, ids)
     assert await scan_for_renewals(runtime) == 0
+
+
+async def test_a_renewal_policy_bounds_the_attempts_of_its_renewals(client, admin_headers):
+    r = await client.post(
+        "/api/v1/renewal-policies",
+        json={"name": "strict", "max_retries": 1},
+        headers=admin_headers,
+    )
+    assert r.status_code == 201, r.text
+    policy = r.json()["id"]
+    ids = await _issued(client, admin_headers, 2)
+    r = await client.put(
+        f"/api/v1/certificates/{ids[0]}", json={"renewal_policy_id": policy}, headers=admin_headers
+    )
+    assert r.status_code == 200, r.text
+    runtime = client.runtime
+    await _make_due(runtime, ids)
+    assert await scan_for_renewals(runtime) == 2
+    async with runtime.sessions() as session:
+        attempts = dict(
+            (
+                await session.execute(
+                    sa.select(Job.certificate_id, Job.max_attempts).where(Job.type == "renewal")
+                )
+            ).all()
+        )
+    assert attempts == {ids[0]: 2, ids[1]: runtime.settings.job_max_attempts}

@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, and_, exists, literal, select, true, tuple_
+from sqlalchemy import Table, and_, exists, func, literal, select, true, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from certctl.db.base import utcnow
-from certctl.db.models import CertificateProfile, Job, ManagedCertificate
+from certctl.db.models import CertificateProfile, Job, ManagedCertificate, RenewalPolicy
 from certctl.domain.approvals.events import publish_requested
 from certctl.domain.audit.service import audit_row, record_many
 from certctl.domain.auth.actor import SYSTEM
@@ -51,9 +51,19 @@ def _due(now: Any, limit: int, after: tuple[Any, str] | None) -> Any:
     page = tuple_(cert.renew_at, cert.id) > tuple_(*after) if after is not None else true()
     return (
         select(
-            cert.id, cert.current_version_id, CertificateProfile.requires_approval, cert.renew_at
+            cert.id,
+            cert.current_version_id,
+            CertificateProfile.requires_approval,
+            cert.renew_at,
+            RenewalPolicy.max_retries,
         )
         .outerjoin(CertificateProfile, CertificateProfile.id == cert.profile_id)
+        .outerjoin(
+            # The certificate's own renewal policy, else its profile's (as routing decides).
+            RenewalPolicy,
+            RenewalPolicy.id
+            == func.coalesce(cert.renewal_policy_id, CertificateProfile.renewal_policy_id),
+        )
         .where(
             and_(
                 cert.status == "active",
@@ -67,6 +77,11 @@ def _due(now: Any, limit: int, after: tuple[Any, str] | None) -> Any:
         .order_by(cert.renew_at, cert.id)
         .limit(limit)
     )
+
+
+def _attempts(max_retries: int | None, default: int) -> int:
+    """A renewal policy's ``max_retries`` bounds its renewals' attempts; else the global limit."""
+    return default if max_retries is None else max_retries + 1
 
 
 async def scan_for_renewals(runtime: Runtime, chunk: int = CHUNK) -> int:
@@ -84,18 +99,18 @@ async def scan_for_renewals(runtime: Runtime, chunk: int = CHUNK) -> int:
             due = (await session.execute(_due(now, chunk, after))).all()
             if not due:
                 break
-            after = (due[-1][3], due[-1][0])
+            after = (due[-1].renew_at, due[-1].id)
             # Approval-gated renewals open a request for a second person each: few, one by one.
             gated_jobs: list[str] = []
-            for cert_id, _version, gated, _renew_at in due:
-                if gated:
-                    cert = await session.get(ManagedCertificate, cert_id)
+            for row in due:
+                if row.requires_approval:
+                    cert = await session.get(ManagedCertificate, row.id)
                     assert cert is not None
                     job = await request_renewal(
                         session,
                         cert,
                         SYSTEM,
-                        max_attempts=max_attempts,
+                        max_attempts=_attempts(row.max_retries, max_attempts),
                         forced=False,
                         approval_bypass=runtime.settings.approval_bypass,
                     )
@@ -104,14 +119,14 @@ async def scan_for_renewals(runtime: Runtime, chunk: int = CHUNK) -> int:
             rows = [
                 jobs.job_values(
                     type="renewal",
-                    idempotency_key=f"renew:{cert_id}:{version_id}",
-                    certificate_id=cert_id,
+                    idempotency_key=f"renew:{row.id}:{row.current_version_id}",
+                    certificate_id=row.id,
                     requested_by=SYSTEM.name,
-                    max_attempts=max_attempts,
+                    max_attempts=_attempts(row.max_retries, max_attempts),
                     now=now,
                 )
-                for cert_id, version_id, gated, _renew_at in due
-                if not gated
+                for row in due
+                if not row.requires_approval
             ]
             dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
             insert = pg_insert if dialect == "postgresql" else sqlite_insert
