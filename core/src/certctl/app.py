@@ -25,6 +25,7 @@ from certctl.domain.notifications.controller import NotificationController
 from certctl.domain.ocsp.asgi import OcspFastPath
 from certctl.domain.ocsp.controller import OcspController
 from certctl.domain.ocsp.service import responder_service
+from certctl.domain.pki.controller import CaCertificateController
 from certctl.domain.profiles.controller import ProfileController
 from certctl.domain.renewal_policies.controller import RenewalPolicyController
 from certctl.domain.revocation.controller import CrlController, RevocationController
@@ -68,6 +69,7 @@ def create_app(
             CertificateController,
             RevocationController,
             CrlController,
+            CaCertificateController,
             OcspController,
             JobController,
             SchedulerController,

@@ -86,7 +86,7 @@ class Worker:
 
     async def _run(self, job: Job) -> None:
         try:
-            if job.type != "deployment":
+            if job.type not in ("deployment", "removal"):
                 raise ConnectorError(f"unknown job type {job.type!r}")
             async with self._external:
                 event = await execute_deployment(self.runtime, job, self.worker_id)
@@ -152,7 +152,12 @@ class Worker:
             if not ok:
                 await session.rollback()
                 return
-            if job.type == "deployment" and job.certificate_id and job.target_id and job.version_id:
+            if (
+                job.type in ("deployment", "removal")
+                and job.certificate_id
+                and job.target_id
+                and job.version_id
+            ):
                 session.add(
                     Deployment(
                         id=new_id("dep"),
@@ -198,7 +203,7 @@ class Worker:
         if not will_retry:
             event_type = (
                 EventType.DEPLOYMENT_FAILED
-                if job.type == "deployment"
+                if job.type in ("deployment", "removal")
                 else EventType.ISSUANCE_FAILED
             )
             await publish(

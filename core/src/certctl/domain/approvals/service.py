@@ -369,8 +369,10 @@ async def _mark_certificate(
     )
 
 
-async def cancel_for_certificate(session: AsyncSession, certificate_id: str, actor: Actor) -> int:
-    """Close the pending requests of a certificate being archived (before its jobs are)."""
+async def cancel_for_certificate(
+    session: AsyncSession, certificate_id: str, actor: Actor, *, why: str = "certificate archived"
+) -> int:
+    """Close the pending requests of a certificate being archived or revoked, and their jobs."""
     now = utcnow()
     closed = await session.execute(
         update(ApprovalRequest)
@@ -379,7 +381,7 @@ async def cancel_for_certificate(session: AsyncSession, certificate_id: str, act
             state="cancelled",
             decided_by=actor.name,
             decided_at=now,
-            note="certificate archived",
+            note=why,
             updated_at=now,
         )
         .returning(ApprovalRequest.id)
@@ -389,7 +391,7 @@ async def cancel_for_certificate(session: AsyncSession, certificate_id: str, act
     await session.execute(
         update(Job)
         .where(Job.certificate_id == certificate_id, Job.status == AWAITING_APPROVAL)
-        .values(status="cancelled", completed_at=now, last_error="certificate archived")
+        .values(status="cancelled", completed_at=now, last_error=why)
         .execution_options(synchronize_session=False)
     )
     return len(ids)

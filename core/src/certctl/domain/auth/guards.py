@@ -30,6 +30,7 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "/api/v1/version",
         "/api/v1/auth/bootstrap",
         "/schema",
+        "/.well-known/pki/ca/{issuer_id}",
         "/.well-known/pki/crl/{issuer_id}",
         "/.well-known/pki/ocsp/{issuer_id}",
         "/.well-known/pki/ocsp/{issuer_id}/serial/{serial}",

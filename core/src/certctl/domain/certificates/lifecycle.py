@@ -45,6 +45,7 @@ from certctl_sdk import (
     PendingIssuance,
     Secret,
     Target,
+    TargetCapability,
 )
 from certctl_sdk.errors import ConfigurationError, RejectedError
 from certctl_sdk.models import CertificateBundle, KeyType
@@ -285,6 +286,7 @@ async def _sign(runtime: Runtime, order: _Order, worker_id: str) -> _Signed | No
                 must_staple=bool(profile and profile.must_staple),
                 crl_urls=(f"{base}/.well-known/pki/crl/{issuer_row.id}",),
                 ocsp_urls=(f"{base}/.well-known/pki/ocsp/{issuer_row.id}",),
+                ca_issuer_urls=(f"{base}/.well-known/pki/ca/{issuer_row.id}",),
                 idempotency_key=job.idempotency_key,
                 requested_at=_order_time(job),
                 profile_id=cert.profile_id,
@@ -456,7 +458,12 @@ async def _record_issued(
 
 
 async def execute_deployment(runtime: Runtime, job: Job, worker_id: str) -> LifecycleEvent | None:
-    """Deploy the job's certificate version to its target."""
+    """Deploy the job's certificate version to its target, or withdraw it (``removal`` jobs).
+
+    Withdrawal is what an operator asks for when revoking with ``withdraw_from_targets``; a
+    target that cannot withdraw (no ``REMOVE`` capability) fails the job at once with the reason.
+    """
+    removal = job.type == "removal"
     async with runtime.sessions() as session:
         version = await session.get(CertificateVersion, job.version_id)
         target_row = await session.get(ConnectorInstance, job.target_id)
@@ -469,10 +476,12 @@ async def execute_deployment(runtime: Runtime, job: Job, worker_id: str) -> Life
         raise ConfigurationError(f"target {target_row.name!r} is disabled")
     target = runtime.connectors.instance(target_row)
     assert isinstance(target, Target)
+    if removal and TargetCapability.REMOVE not in target.capabilities:
+        raise RejectedError(f"{target_row.kind} targets cannot withdraw certificates")
     key = None
-    if version.private_key_enc:
+    if version.private_key_enc and not removal:
         key = Secret(runtime.box.decrypt(version.private_key_enc, key_context(version.id)).decode())
-    result = await target.deploy(
+    result = await (target.remove if removal else target.deploy)(
         DeployRequest(
             certificate_id=cert.id,
             common_name=cert.common_name,
@@ -499,22 +508,23 @@ async def execute_deployment(runtime: Runtime, job: Job, worker_id: str) -> Life
                 target_id=target_row.id,
                 version_id=version.id,
                 job_id=job.id,
-                status="succeeded",
+                status="removed" if removal else "succeeded",
                 changed=result.changed,
                 message=result.message,
                 verified_serial=result.verified_serial,
                 created_at=now,
             )
         )
-        await session.execute(
-            update(ManagedCertificate)
-            .where(ManagedCertificate.id == cert.id)
-            .values(last_deployment_at=now)
-        )
+        if not removal:
+            await session.execute(
+                update(ManagedCertificate)
+                .where(ManagedCertificate.id == cert.id)
+                .values(last_deployment_at=now)
+            )
         record(
             session,
             _actor(job),
-            "certificate.deployed",
+            "certificate.withdrawn" if removal else "certificate.deployed",
             resource_type="certificate",
             resource_id=cert.id,
             category="cert_lifecycle",
@@ -530,6 +540,8 @@ async def execute_deployment(runtime: Runtime, job: Job, worker_id: str) -> Life
             await session.rollback()
             raise JobLost(job.id)
         await session.commit()
+    if removal:
+        return None
     return LifecycleEvent(
         type=EventType.CERTIFICATE_DEPLOYED,
         occurred_at=now,

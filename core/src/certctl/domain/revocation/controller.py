@@ -22,7 +22,7 @@ class RevocationController(Controller):
     """Revoking managed certificates.
 
     Revocation is recorded locally and published on the issuer's CRL; the certificate is *not*
-    withdrawn from the targets it was deployed to (withdrawal is a later option).
+    withdrawn from the targets it was deployed to unless the request asks for it.
     """
 
     path = "/api/v1/certificates"
@@ -40,13 +40,19 @@ class RevocationController(Controller):
         """Revoke the current version (or ``versions: "all"``); renewal stops, jobs are cancelled.
 
         The issuer is asked to revoke when it can, after the local revocation is committed, and
-        its CRL is re-signed. Deployed copies are not removed from targets.
+        its CRL is re-signed. Deployed copies stay on their targets unless
+        ``withdraw_from_targets`` asks for removal jobs.
         """
         cert = await get_certificate(session, certificate_id)
         planned = await service.revoke_certificates(
             session, [cert], REASONS[data.reason], data.versions, actor
         )
+        if data.withdraw_from_targets:
+            await service.enqueue_withdrawals(
+                session, [cert], actor, max_attempts=runtime.settings.job_max_attempts
+            )
         await session.commit()
+        runtime.worker.wake()
         [out] = await service.finish_revocations(runtime, planned)
         return out
 
@@ -60,13 +66,19 @@ class RevocationController(Controller):
     ) -> list[RevocationOut]:
         """Revoke up to 500 certificates in one transaction: every one is valid or none is revoked.
 
-        Returns one result per certificate. Deployed copies are not removed from targets.
+        Returns one result per certificate. Deployed copies stay on their targets unless
+        ``withdraw_from_targets`` asks for removal jobs.
         """
         certs = await service.load_for_bulk(session, data.certificate_ids)
         planned = await service.revoke_certificates(
             session, certs, REASONS[data.reason], data.versions, actor
         )
+        if data.withdraw_from_targets:
+            await service.enqueue_withdrawals(
+                session, certs, actor, max_attempts=runtime.settings.job_max_attempts
+            )
         await session.commit()
+        runtime.worker.wake()
         return await service.finish_revocations(runtime, planned)
 
 

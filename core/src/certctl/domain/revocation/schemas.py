@@ -53,6 +53,8 @@ class RevokeIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     reason: ReasonName
     versions: Versions = "current"
+    withdraw_from_targets: bool = False
+    """Also remove the certificate from the targets it is deployed to (targets that can)."""
 
 
 class BulkRevokeIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -61,6 +63,8 @@ class BulkRevokeIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     certificate_ids: Annotated[list[str], msgspec.Meta(min_length=1, max_length=500)]
     reason: ReasonName
     versions: Versions = "current"
+    withdraw_from_targets: bool = False
+    """Also remove each certificate from the targets it is deployed to (targets that can)."""
 
 
 class RevokedVersionOut(msgspec.Struct, kw_only=True):

@@ -25,15 +25,18 @@ from sqlalchemy.exc import IntegrityError
 from certctl.db.base import new_id, utcnow
 from certctl.db.models import (
     CertificateRevocation,
+    CertificateTarget,
     CertificateVersion,
     ConnectorInstance,
     CrlState,
     Job,
     ManagedCertificate,
 )
+from certctl.domain.approvals import service as approvals
 from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import Actor
 from certctl.domain.events import publish
+from certctl.domain.jobs import service as jobs
 from certctl.domain.ocsp.service import note_revocations
 from certctl.domain.revocation.schemas import REASON_NAMES, RevocationOut, RevokedVersionOut
 from certctl.errors import BadRequest, Conflict, NotFound
@@ -150,6 +153,9 @@ async def revoke_certificates(
             .where(Job.id.in_([j for j, _ in open_jobs]), Job.status.in_(("pending", "running")))
             .values(status="cancelled", completed_at=now, last_error="certificate revoked")
         )
+    for cert in certs:
+        # Waiting for approval: nothing to sign any more, so the request closes too.
+        await approvals.cancel_for_certificate(session, cert.id, actor, why="certificate revoked")
     planned: list[PlannedRevocation] = []
     for cert in certs:
         rows = [
@@ -197,6 +203,44 @@ async def revoke_certificates(
             )
         )
     return planned
+
+
+async def enqueue_withdrawals(
+    session: AsyncSession,
+    certs: Sequence[ManagedCertificate],
+    actor: Actor,
+    *,
+    max_attempts: int,
+) -> list[str]:
+    """Queue a ``removal`` job per (certificate, target) for the revoked current versions.
+
+    Only when the operator asks (``withdraw_from_targets``): pulling a certificate off a live
+    server can take a site down, so revocation alone never does it. Targets that cannot
+    withdraw fail their job at once with the reason.
+    """
+    ids = [c.id for c in certs]
+    versions = {c.id: c.current_version_id for c in certs}
+    now = utcnow()
+    rows = [
+        jobs.job_values(
+            type="removal",
+            idempotency_key=f"remove:{versions[cert_id]}:{target_id}",
+            certificate_id=cert_id,
+            target_id=target_id,
+            version_id=versions[cert_id],
+            requested_by=actor.name,
+            max_attempts=max_attempts,
+            now=now,
+        )
+        for cert_id, target_id in await session.execute(
+            select(CertificateTarget.certificate_id, CertificateTarget.target_id)
+            .where(CertificateTarget.certificate_id.in_(ids))
+            .order_by(CertificateTarget.certificate_id, CertificateTarget.target_id)
+        )
+        if versions.get(cert_id)
+    ]
+    await jobs.insert_many(session, rows)
+    return [row["id"] for row in rows]
 
 
 def _issuer(runtime: Runtime, row: ConnectorInstance) -> Issuer[Any]:

@@ -1,0 +1,1 @@
+"""Public PKI artefacts beside CRL and OCSP: the issuing CA certificates that AIA points to."""
