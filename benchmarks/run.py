@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import secrets
 import shutil
@@ -459,6 +460,9 @@ def main() -> None:
         help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas",
     )
     args = parser.parse_args()
+    # As `certctl serve` does: no per-request client lines or per-plugin migration chatter.
+    for noisy in ("httpx", "httpcore", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     sections = {"issuance", "list", "start", "ocsp", "crl", "scan", "replicas"}
     only = set(filter(None, args.only.split(","))) or sections
 
