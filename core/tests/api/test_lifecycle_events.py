@@ -114,3 +114,32 @@ async def test_approval_requests_and_decisions_are_events(api, receiver):
     ]
     assert sorted(b["data"]["state"] for b in decided) == ["approved", "rejected"]
     assert {b["data"]["decided_by"] for b in decided} == {"approver"}
+
+
+async def test_expired_approvals_are_announced(api, receiver):
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from certctl.db.base import utcnow
+    from certctl.db.models import ApprovalRequest
+    from certctl.domain.approvals.service import expire_stale_approvals
+
+    profile = (
+        await api.post(
+            "/api/v1/profiles", json={"name": "slow", "requires_approval": True}, headers=ADMIN
+        )
+    ).json()["id"]
+    r = await api.post(
+        "/api/v1/certificates",
+        json={"common_name": "late.events.test", "issuer_id": api.issuer, "profile_id": profile},
+        headers=ADMIN,
+    )
+    cert_id = r.json()["certificate"]["id"]
+    async with api.runtime.sessions.begin() as session:
+        await session.execute(
+            sa.update(ApprovalRequest).values(created_at=utcnow() - timedelta(days=30))
+        )
+    assert await expire_stale_approvals(api.runtime) == 1
+    decided = [r.json for r in receiver.requests if r.json["event"] == "approval.decided"]
+    assert [(d["certificate_id"], d["data"]["state"]) for d in decided] == [(cert_id, "expired")]

@@ -8,7 +8,7 @@ from litestar import Controller, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from certctl.domain.approvals import service
-from certctl.domain.approvals.events import publish_decided
+from certctl.domain.approvals.events import decide_and_announce
 from certctl.domain.approvals.schemas import ApprovalOut, DecisionIn
 from certctl.lib.deps import ActorDep, RuntimeDep, SessionDep
 from certctl.lib.pagination import Page, page_window
@@ -64,10 +64,8 @@ class ApprovalController(Controller):
     ) -> ApprovalOut:
         """Approve; the requester cannot approve their own request (two-person integrity)."""
         row = await service.get_request(session, approval_id)
-        await service.decide(session, row, actor, approve=True, note=data.note if data else "")
-        await session.commit()
-        await publish_decided(runtime, row)
-        return service.approval_out(row)
+        note = data.note if data else ""
+        return await decide_and_announce(runtime, session, row, actor, approve=True, note=note)
 
     @post("/{approval_id:str}/reject", opt={"permission": "approval.reject"}, status_code=200)
     async def reject(
@@ -80,7 +78,5 @@ class ApprovalController(Controller):
     ) -> ApprovalOut:
         """Reject (or, by the requester, withdraw); the gated job is cancelled."""
         row = await service.get_request(session, approval_id)
-        await service.decide(session, row, actor, approve=False, note=data.note if data else "")
-        await session.commit()
-        await publish_decided(runtime, row)
-        return service.approval_out(row)
+        note = data.note if data else ""
+        return await decide_and_announce(runtime, session, row, actor, approve=False, note=note)

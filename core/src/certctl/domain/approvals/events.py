@@ -14,13 +14,18 @@ from sqlalchemy import or_, select
 
 from certctl.db.base import utcnow
 from certctl.db.models import ApprovalRequest
+from certctl.domain.approvals import service
 from certctl.domain.events import publish
 from certctl_sdk import EventType, LifecycleEvent
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from certctl.domain.approvals.schemas import ApprovalOut
+    from certctl.domain.auth.actor import Actor
     from certctl.runtime import Runtime
 
-__all__ = ["publish_decided", "publish_requested"]
+__all__ = ["decide_and_announce", "publish_decided", "publish_expired", "publish_requested"]
 
 
 def _event(row: ApprovalRequest, type: EventType, message: str) -> LifecycleEvent:
@@ -73,14 +78,45 @@ async def publish_requested(
     )
 
 
-async def publish_decided(runtime: Runtime, row: ApprovalRequest) -> None:
-    """Announce a decision (approved, rejected or expired)."""
+async def publish_decided(runtime: Runtime, *rows: ApprovalRequest) -> None:
+    """Announce decisions (approved, rejected or expired)."""
     await publish(
         runtime,
-        _event(
-            row,
-            EventType.APPROVAL_DECIDED,
-            f"{row.kind} requested by {row.requested_by} was {row.state}"
-            + (f" by {row.decided_by}" if row.decided_by else ""),
+        *(
+            _event(
+                row,
+                EventType.APPROVAL_DECIDED,
+                f"{row.kind} requested by {row.requested_by} was {row.state}"
+                + (f" by {row.decided_by}" if row.decided_by else ""),
+            )
+            for row in rows
         ),
     )
+
+
+async def publish_expired(runtime: Runtime, approval_ids: Iterable[str]) -> None:
+    """Announce requests the timeout expired (``approval.decided``, state ``expired``)."""
+    ids = list(approval_ids)
+    if not ids:
+        return
+    async with runtime.sessions() as session:
+        rows = list(
+            await session.scalars(select(ApprovalRequest).where(ApprovalRequest.id.in_(ids)))
+        )
+    await publish_decided(runtime, *rows)
+
+
+async def decide_and_announce(
+    runtime: Runtime,
+    session: AsyncSession,
+    row: ApprovalRequest,
+    actor: Actor,
+    *,
+    approve: bool,
+    note: str,
+) -> ApprovalOut:
+    """Decide, commit, then announce: what both approval route families do."""
+    await service.decide(session, row, actor, approve=approve, note=note)
+    await session.commit()
+    await publish_decided(runtime, row)
+    return service.approval_out(row)

@@ -491,6 +491,9 @@ async def expire_stale_approvals(runtime: Runtime) -> int:
         )
     if expired or orphans:
         _log.info("expired %d approval request(s), %d orphaned job(s)", len(expired), len(orphans))
+    from certctl.domain.approvals.events import publish_expired  # events imports this module
+
+    await publish_expired(runtime, [r.id for r in expired])
     return len(expired) + len(orphans)
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from certctl.db.models import Job
 from certctl.domain.approvals import service as approvals
-from certctl.domain.approvals.events import publish_decided
+from certctl.domain.approvals.events import decide_and_announce
 from certctl.domain.approvals.schemas import ApprovalOut, DecisionIn
 from certctl.domain.audit.service import record
 from certctl.domain.certificates.schemas import JobOut
@@ -93,10 +93,8 @@ class JobController(Controller):
     ) -> ApprovalOut:
         """Approve the request gating this job (same rules as ``/approvals/{id}/approve``)."""
         row = await approvals.request_of_job(session, job_id)
-        await approvals.decide(session, row, actor, approve=True, note=data.note if data else "")
-        await session.commit()
-        await publish_decided(runtime, row)
-        return approvals.approval_out(row)
+        note = data.note if data else ""
+        return await decide_and_announce(runtime, session, row, actor, approve=True, note=note)
 
     @post("/{job_id:str}/reject", opt={"permission": "approval.reject"}, status_code=200)
     async def reject_job(
@@ -109,7 +107,5 @@ class JobController(Controller):
     ) -> ApprovalOut:
         """Reject the request gating this job; the job is cancelled."""
         row = await approvals.request_of_job(session, job_id)
-        await approvals.decide(session, row, actor, approve=False, note=data.note if data else "")
-        await session.commit()
-        await publish_decided(runtime, row)
-        return approvals.approval_out(row)
+        note = data.note if data else ""
+        return await decide_and_announce(runtime, session, row, actor, approve=False, note=note)
