@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import signal
 import stat
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from certctl_sdk import filedeploy
 from certctl_sdk.config import ConnectorConfig
 from certctl_sdk.errors import ConfigurationError, DeploymentError
 from certctl_sdk.filedeploy import (
+    PENDING_MARKER,
     DeployPlan,
     FileTarget,
     ManagedFile,
@@ -738,3 +741,42 @@ async def test_smtp_server_refusing_service_fails_fast() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+# --- a deploying process killed between writing and activating --------------------------------
+
+
+async def test_files_written_by_a_killed_deployment_are_activated_next_time(
+    site: Site, ca: TestCA, tmp_path: Path
+) -> None:
+    cert, key, _ = material(ca)
+    (tmp_path / "cert.in").write_bytes(cert)
+    (tmp_path / "key.in").write_bytes(key)
+    # A real crash: the deploying process is SIGKILLed by its own validate command, after the
+    # files were written and before anything reloaded the server.
+    child = f"""
+import asyncio
+from pathlib import Path
+from certctl_sdk.filedeploy import DeployPlan, ManagedFile, apply_plan
+plan = DeployPlan(
+    (ManagedFile({str(site.cert)!r}, Path({str(tmp_path / "cert.in")!r}).read_bytes()),
+     ManagedFile({str(site.key)!r}, Path({str(tmp_path / "key.in")!r}).read_bytes())),
+    validate_command=("/bin/sh", "-c", "kill -9 $PPID; sleep 5"),
+    reload_command=("/bin/sh", "-c", "echo run >> {site.reloads}"),
+)
+asyncio.run(apply_plan(plan))
+"""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", child)
+    assert await proc.wait() == -signal.SIGKILL
+    assert site.cert.read_bytes() == cert  # written, never activated
+    assert runs(site.reloads) == 0
+    assert (site.dir / PENDING_MARKER).exists()
+
+    outcome = await apply_plan(site.plan(cert, key))
+
+    assert outcome.changed and outcome.written == ()
+    assert "activated after an interrupted deployment" in outcome.message
+    assert (runs(site.validations), runs(site.reloads)) == (1, 1)
+    assert not (site.dir / PENDING_MARKER).exists()
+    again = await apply_plan(site.plan(cert, key))  # and from then on, idempotent as before
+    assert not again.changed and runs(site.reloads) == 1

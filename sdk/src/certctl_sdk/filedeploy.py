@@ -15,6 +15,10 @@ What :func:`apply_plan` guarantees, in order:
    ownership the plan asks for, nothing is written, validated, reloaded or checked, and the
    outcome says ``changed=False``. The TLS check is skipped too: it would only re-prove what the
    deployment that wrote the files proved, and drift is the core's health checks' business.
+   A marker (``.certctl-activation-pending`` in the first directory) exists from before the
+   first write until the deployment is activated or rolled back: if the process died in between
+   (files written, server never reloaded), the next deployment finds the marker and validates,
+   reloads and checks even though the files are already in place.
 3. **Backed up.** Before anything is written, each existing file that will change is copied to
    ``<path>.certctl-bak.<UTC stamp>`` beside it or, when ``backup_dir`` is set, to the same name
    under ``<backup_dir>/<the file's directory>``. Set ``backup_dir`` when the server loads every
@@ -69,6 +73,7 @@ from certctl_sdk.errors import ConfigurationError, DeploymentError
 from certctl_sdk.target import DeployRequest, DeployResult, Target, TargetCapability
 
 __all__ = [
+    "PENDING_MARKER",
     "DeployOutcome",
     "DeployPlan",
     "FileTarget",
@@ -667,6 +672,60 @@ async def _roll_back(deployment: _Deployment, failure: str, log: Logger) -> Depl
     )
 
 
+PENDING_MARKER = ".certctl-activation-pending"
+"""Present while files may be written but not yet validated and reloaded (see rule 2)."""
+
+
+def _set_marker(marker: Path) -> None:
+    with marker.open("wb") as fh:
+        fh.write(b"certctl: a deployment here has not been activated yet\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    _fsync_dir(str(marker.parent))
+
+
+def _clear_marker(marker: Path) -> None:
+    marker.unlink(missing_ok=True)
+    _fsync_dir(str(marker.parent))
+
+
+async def _rolled_back(
+    deployment: _Deployment, failure: str, log: Logger, marker: Path
+) -> DeploymentError:
+    """Roll back; the marker goes only when the old state is live again."""
+    error = await _roll_back(deployment, failure, log)
+    if error.rolled_back:
+        await _in_thread(lambda: _clear_marker(marker))
+    return error
+
+
+async def _reactivate(plan: DeployPlan, marker: Path, count: int, log: Logger) -> DeployOutcome:
+    """Files in place from an interrupted deployment: validate, reload and check them now."""
+    log.warning("files are in place but their deployment was interrupted; activating them")
+    verified: str | None = None
+    try:
+        if plan.validate_command is not None:
+            await _run("validate", plan.validate_command, plan.command_timeout)
+        if plan.reload_command is not None:
+            await _run("reload", plan.reload_command, plan.command_timeout)
+        if plan.tls_check is not None:
+            verified = await _verify_tls(plan.tls_check)
+    except _StepError as exc:
+        # Nothing to restore: the previous files are gone since the interrupted run.
+        raise DeploymentError(
+            f"{exc}; the files of an interrupted deployment are in place but not active",
+            rolled_back=False,
+        ) from None
+    await _in_thread(lambda: _clear_marker(marker))
+    return DeployOutcome(
+        changed=True,
+        written=(),
+        backups=(),
+        verified_serial=verified,
+        message=f"all {count} files already in place; activated after an interrupted deployment",
+    )
+
+
 async def apply_plan(plan: DeployPlan, *, logger: Logger | None = None) -> DeployOutcome:
     """Deploy ``plan`` as the module docstring describes; raise DeploymentError on failure."""
     log: Logger = logger or logging.getLogger(__name__)
@@ -679,6 +738,7 @@ async def apply_plan(plan: DeployPlan, *, logger: Logger | None = None) -> Deplo
                 f"directory {directory} does not exist; no file was changed", rolled_back=True
             )
 
+    marker = Path(directories[0]) / PENDING_MARKER
     async with _locked(directories, plan.lock_timeout):
         try:
             snaps = await _in_thread(lambda: [_read_snapshot(i.path) for i in items])
@@ -690,7 +750,8 @@ async def apply_plan(plan: DeployPlan, *, logger: Logger | None = None) -> Deplo
                 rolled_back=True,
             ) from None
         deployment = _Deployment(plan, items, snaps)
-        if not deployment.changes:
+        interrupted = await asyncio.to_thread(marker.exists)
+        if not deployment.changes and not interrupted:
             return DeployOutcome(
                 changed=False,
                 written=(),
@@ -698,6 +759,9 @@ async def apply_plan(plan: DeployPlan, *, logger: Logger | None = None) -> Deplo
                 verified_serial=None,
                 message=f"all {len(items)} files already in place",
             )
+        if not deployment.changes:
+            return await _reactivate(plan, marker, len(items), log)
+        await _in_thread(lambda: _set_marker(marker))
 
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         verified: str | None = None
@@ -711,14 +775,15 @@ async def apply_plan(plan: DeployPlan, *, logger: Logger | None = None) -> Deplo
             if plan.tls_check is not None:
                 verified = await _verify_tls(plan.tls_check)
         except _StepError as exc:
-            raise await _roll_back(deployment, str(exc), log) from None
+            raise await _rolled_back(deployment, str(exc), log, marker) from None
         except asyncio.CancelledError:
-            await _roll_back(deployment, "the deployment was cancelled", log)
+            await _rolled_back(deployment, "the deployment was cancelled", log, marker)
             raise
         except Exception as exc:
             failure = f"deployment failed unexpectedly: {type(exc).__name__}: {exc}"
-            raise await _roll_back(deployment, failure, log) from exc
+            raise await _rolled_back(deployment, failure, log, marker) from exc
 
+        await _in_thread(lambda: _clear_marker(marker))
         await _in_thread(deployment.prune)
 
     written = tuple(i.path for i, _ in deployment.changes)
