@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -15,12 +20,19 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["create_engine", "is_postgres", "make_sessionmaker"]
+__all__ = ["create_engine", "dialect_insert", "is_postgres", "make_sessionmaker"]
 
 
 def is_postgres(engine: AsyncEngine) -> bool:
     """True on PostgreSQL, where row locks and advisory locks are available."""
     return engine.dialect.name == "postgresql"
+
+
+def dialect_insert(session: AsyncSession) -> Callable[..., PgInsert | SqliteInsert]:
+    """The session's ``insert`` with ``ON CONFLICT`` clauses (both databases have them)."""
+    bind = session.bind
+    assert bind is not None, "sessions are always bound to the runtime's engine"
+    return pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:

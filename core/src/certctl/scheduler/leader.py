@@ -17,11 +17,10 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import delete, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from certctl.db.base import utcnow
+from certctl.db.engine import dialect_insert
 from certctl.db.models import SchedulerLease
 
 __all__ = [
@@ -114,8 +113,7 @@ class LeaseLeadership(Leadership):
     async def check(self) -> bool:
         now = utcnow()
         async with self._sessions.begin() as session:
-            dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            insert = dialect_insert(session)
             statement = insert(SchedulerLease).values(
                 name=LEASE_NAME,
                 holder=self._holder,

@@ -11,7 +11,7 @@ An interval can be changed with ``CERTCTL_SCHEDULER_<NAME>_INTERVAL`` (``renewal
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from certctl.settings import SettingsError
@@ -222,18 +222,7 @@ def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
 
 def _configured(spec: LoopSpec, runtime: Runtime) -> LoopSpec:
     interval = runtime.settings.loop_intervals.get(spec.name)
-    if interval is None:
-        return spec
-    return LoopSpec(
-        name=spec.name,
-        description=spec.description,
-        run=spec.run,
-        interval=interval,
-        leader_only=spec.leader_only,
-        timeout=spec.timeout,
-        run_at_start=spec.run_at_start,
-        wakeable=spec.wakeable,
-    )
+    return spec if interval is None else replace(spec, interval=interval)
 
 
 def check_loop_names(names: set[str], known: set[str]) -> None:

@@ -21,10 +21,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from certctl.db.base import new_id, utcnow
+from certctl.db.engine import dialect_insert
 from certctl.db.models import SchedulerLoopRun, SchedulerReplica
 from certctl.scheduler.leader import Leadership, leadership_for
 from certctl.scheduler.loops import LoopSpec, builtin_loops
@@ -241,8 +240,7 @@ class Scheduler:
                     }
                 )
             if rows:
-                dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-                insert = pg_insert if dialect == "postgresql" else sqlite_insert
+                insert = dialect_insert(session)
                 statement = insert(SchedulerLoopRun).values(rows)
                 columns = {
                     key: statement.excluded[key]

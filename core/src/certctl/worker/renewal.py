@@ -14,10 +14,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, and_, exists, func, literal, select, true, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from certctl.db.base import utcnow
+from certctl.db.engine import dialect_insert
 from certctl.db.models import CertificateProfile, Job, ManagedCertificate, RenewalPolicy
 from certctl.domain.approvals.events import publish_requested
 from certctl.domain.audit.service import audit_row, record_many
@@ -128,8 +127,7 @@ async def scan_for_renewals(runtime: Runtime, chunk: int = CHUNK) -> int:
                 for row in due
                 if not row.requires_approval
             ]
-            dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            insert = dialect_insert(session)
             # executemany ("insertmanyvalues"): one cached statement, sent in batches; a
             # multi-VALUES statement of 1,000 rows would cost more to compile than to run.
             table = Job.__table__

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sqlalchemy import Select, and_, exists, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from certctl.db.base import new_id, utcnow
+from certctl.db.engine import dialect_insert
 from certctl.db.models import ApprovalRequest, CertificateProfile, Job, ManagedCertificate
 from certctl.domain.approvals.schemas import ApprovalOut
 from certctl.domain.audit.service import audit_row, record, record_many
@@ -175,9 +174,7 @@ async def open_for_jobs(
         )
         for job, kind, profile_id in gated
     ]
-    bind = session.bind
-    assert bind is not None
-    insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session)
     created = await session.execute(
         insert(ApprovalRequest)
         .values(rows)

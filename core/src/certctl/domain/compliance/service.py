@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from certctl.db.base import new_id, utcnow
+from certctl.db.engine import dialect_insert
 from certctl.db.models import (
     CertificateVersion,
     ComplianceViolation,
@@ -329,9 +328,7 @@ async def _store(
         if (rule_id, cert_id) not in existing
     ]
     if new:
-        bind = session.bind
-        assert bind is not None
-        insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+        insert = dialect_insert(session)
         inserted = set(
             await session.scalars(
                 insert(ComplianceViolation)

@@ -14,11 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, and_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from certctl.db.base import new_id, utcnow
+from certctl.db.engine import dialect_insert
 from certctl.db.models import Job
 from certctl.errors import Conflict
 
@@ -85,7 +84,7 @@ async def insert_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None
     """
     if not rows:
         return
-    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
+    insert = dialect_insert(session)
     await session.flush()
     table = Job.__table__
     assert isinstance(table, Table)

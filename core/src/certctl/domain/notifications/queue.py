@@ -22,11 +22,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from certctl.db.base import new_id, utcnow
+from certctl.db.engine import dialect_insert
 from certctl.db.models import ConnectorInstance
 from certctl.db.models import Notification as NotificationRow
 from certctl.domain.audit.service import record
@@ -107,7 +106,7 @@ async def enqueue(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list
 
     The caller commits. Concurrent callers with one key end up with exactly one row.
     """
-    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
+    insert = dialect_insert(session)
     created: list[str] = []
     for start in range(0, len(rows), _CHUNK):
         chunk = list(rows[start : start + _CHUNK])
