@@ -22,11 +22,11 @@ test: sync
 lint: sync
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
-	$(UV) run mypy sdk/src core/src plugins/issuers/local/src plugins/targets/nginx/src plugins/notifiers/webhook/src plugins/notifiers/email/src plugins/notifiers/slack/src plugins/notifiers/pagerduty/src plugins/notifiers/teams/src plugins/notifiers/opsgenie/src
+	$(UV) run mypy sdk/src core/src plugins/issuers/local/src plugins/targets/nginx/src plugins/notifiers/webhook/src plugins/notifiers/email/src plugins/notifiers/slack/src plugins/notifiers/pagerduty/src plugins/notifiers/teams/src plugins/notifiers/opsgenie/src plugins/auth/oidc/src plugins/auth/keycloak/src
 	$(UV) run lint-imports
 
 typecheck: sync
-	$(UV) run mypy sdk/src core/src plugins/issuers/local/src plugins/targets/nginx/src plugins/notifiers/webhook/src plugins/notifiers/email/src plugins/notifiers/slack/src plugins/notifiers/pagerduty/src plugins/notifiers/teams/src plugins/notifiers/opsgenie/src
+	$(UV) run mypy sdk/src core/src plugins/issuers/local/src plugins/targets/nginx/src plugins/notifiers/webhook/src plugins/notifiers/email/src plugins/notifiers/slack/src plugins/notifiers/pagerduty/src plugins/notifiers/teams/src plugins/notifiers/opsgenie/src plugins/auth/oidc/src plugins/auth/keycloak/src
 
 fix: sync
 	$(UV) run ruff check --fix .

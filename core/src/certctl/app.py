@@ -16,6 +16,8 @@ from certctl.domain.approvals.controller import ApprovalController
 from certctl.domain.audit.controller import AuditController
 from certctl.domain.auth.controller import AuthController
 from certctl.domain.auth.guards import authorize
+from certctl.domain.auth.keys_controller import KeysController
+from certctl.domain.auth.roles_controller import GrantsController, RolesController
 from certctl.domain.certificates.controller import CertificateController
 from certctl.domain.compliance.controller import PolicyController
 from certctl.domain.connectors.controller import connector_controllers
@@ -64,6 +66,9 @@ def create_app(
         route_handlers=[
             SystemController,
             AuthController,
+            KeysController,
+            RolesController,
+            GrantsController,
             *connector_controllers(),
             ProfileController,
             CertificateController,

@@ -7,7 +7,9 @@ from sqlalchemy import select
 from certctl.db.base import new_id, utcnow
 from certctl.db.models import ApiKey, ConnectorInstance
 from certctl.domain.auth.actor import Actor
+from certctl.domain.auth.generation import bump_generation
 from certctl.domain.auth.keystore import generate_api_key, hash_api_key
+from certctl.domain.auth.seeding import grant_once
 from certctl.domain.certificates.schemas import CertificateCreate
 from certctl.domain.certificates.service import create_certificates
 from certctl.domain.connectors.schemas import ConnectorCreate
@@ -23,7 +25,7 @@ DEMO_HOSTS = ("www.demo.internal", "api.demo.internal", "grafana.demo.internal")
 
 async def seed_demo(runtime: Runtime) -> str:
     """Seed once (idempotent) and return a fresh admin API key for this run."""
-    actor = Actor(name="demo-seed", type="System", role="admin")
+    actor = Actor.system("demo-seed")
     plaintext = generate_api_key()
     async with runtime.sessions() as session:
         session.add(
@@ -31,11 +33,12 @@ async def seed_demo(runtime: Runtime) -> str:
                 id=new_id("ak"),
                 name="demo-admin",
                 key_hash=hash_api_key(plaintext),
-                admin=True,
                 created_by="demo-seed",
                 created_at=utcnow(),
             )
         )
+        await grant_once(session, "APIKey", "demo-admin", "r-admin", "demo-seed")
+        await bump_generation(session)
         existing = await session.scalar(
             select(ConnectorInstance).where(
                 ConnectorInstance.family == "issuer", ConnectorInstance.name == DEMO_ISSUER

@@ -17,7 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from certctl import __version__
 from certctl.db.engine import create_engine, make_sessionmaker
 from certctl.db.migrate import migrate
+from certctl.domain.auth.authenticator import Authenticator
+from certctl.domain.auth.generation import GenerationWatch
 from certctl.domain.auth.keystore import ApiKeyStore
+from certctl.domain.auth.rbac import RoleResolver
 from certctl.domain.connectors.service import ConnectorService
 from certctl.lib.encryption import SecretBox
 from certctl.plugins.manager import PluginHost, load_plugins
@@ -69,7 +72,14 @@ class Runtime:
             headers={"User-Agent": f"certctl/{__version__}"},
             follow_redirects=False,
         )
-        self.keys = ApiKeyStore(settings.api_keys_named, self.sessions)
+        self.auth_generation = GenerationWatch(self.sessions, settings.auth_cache_ms)
+        self.keys = ApiKeyStore(settings.api_keys_named, self.sessions, self.auth_generation)
+        self.roles = RoleResolver(self.sessions, self.auth_generation)
+        self.auth_methods: list[str] = []
+        """Sign-in methods beyond API keys (``sso``, ``breakglass``) for ``/api/v1/auth/info``."""
+        self.auth = Authenticator(
+            demo=settings.auth_type == "none", keys=self.keys, roles=self.roles
+        )
         self.connectors = ConnectorService(self.host.registry, self.sessions, self.box, self.http)
         self.worker = Worker(self)
         self.role = role
@@ -80,6 +90,9 @@ class Runtime:
         """Migrate the schema, then start the scheduler's loops (worker, renewal scan, sweeps)."""
         revision = await migrate(self.engine)
         _log.info("database schema at revision %s", revision)
+        from certctl.domain.auth.seeding import seed_grants
+
+        await seed_grants(self)
         for failure in self.host.registry.failures:
             _log.error(
                 "plugin %s (%s) not loaded: %s", failure.name, failure.distribution, failure.error

@@ -280,6 +280,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     digest_notifier_ids: tuple[str, ...] = ()
     """Notifier ids receiving the digest; empty means every enabled notifier."""
     ocsp_refresh_ms: int = 500
+    auth_cache_ms: int = 1000
+    """How stale (at most) another replica's view of revoked keys, grants and sessions may be;
+    the replica that made the change enforces it at once."""
+    demo_mode_residual_strict: bool = False
+    """Refuse to start while the demo actor's admin grant survives outside demo mode."""
     """How often (at most) the responder re-reads an issuer's revocation count; revocations
     made by another process are answered within this bound, this process's at once."""
 
@@ -367,6 +372,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "digest_enabled": _bool(e, "CERTCTL_DIGEST_ENABLED", False),
             "digest_notifier_ids": _list(e, "CERTCTL_DIGEST_NOTIFIER_IDS") or (),
             "ocsp_refresh_ms": _int(e, "CERTCTL_OCSP_REFRESH_MS", 500),
+            "auth_cache_ms": _int(e, "CERTCTL_AUTH_CACHE_MS", 1000),
+            "demo_mode_residual_strict": _bool(e, "CERTCTL_DEMO_MODE_RESIDUAL_STRICT", False),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):

@@ -31,7 +31,7 @@ async def test_update_and_delete_are_refused_by_the_database(database_url):
         async with make_sessionmaker(engine).begin() as session:
             event = record(
                 session,
-                Actor(name="tester", type="APIKey", role="admin"),
+                Actor(name="tester", type="APIKey"),
                 "profile.create",
                 resource_type="profile",
                 resource_id="prof-1",
@@ -53,7 +53,7 @@ async def test_update_and_delete_are_refused_by_the_database(database_url):
         async with make_sessionmaker(engine).begin() as session:
             record(
                 session,
-                Actor(name="t", type="System", role="admin"),
+                Actor.system("t"),
                 "x",
                 resource_type="y",
                 resource_id="z",

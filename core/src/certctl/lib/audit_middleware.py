@@ -88,7 +88,7 @@ class AuditFailuresMiddleware:
         actor = scope.get("certctl_actor")
         if not isinstance(actor, Actor):
             client = scope.get("client")
-            actor = Actor(name=client[0] if client else "unknown", type="Anonymous", role="")
+            actor = Actor.anonymous(client[0] if client else "unknown")
         runtime: Any = scope["app"].state.runtime
         try:
             async with runtime.sessions.begin() as session:

@@ -15,6 +15,7 @@ from certctl.db.models.connector import ConnectorInstance, ConnectorState
 from certctl.db.models.job import Job
 from certctl.db.models.notification import Notification
 from certctl.db.models.ocsp import OcspResponder
+from certctl.db.models.rbac import AuthGeneration, Permission, Role, RoleGrant, RolePermission
 from certctl.db.models.renewal_policy import RenewalPolicy
 from certctl.db.models.revocation import CertificateRevocation, CrlState
 from certctl.db.models.scheduler import SchedulerLease, SchedulerLoopRun, SchedulerReplica
@@ -23,6 +24,7 @@ __all__ = [
     "ApiKey",
     "ApprovalRequest",
     "AuditEvent",
+    "AuthGeneration",
     "CertificateProfile",
     "CertificateRevocation",
     "CertificateTarget",
@@ -36,8 +38,12 @@ __all__ = [
     "ManagedCertificate",
     "Notification",
     "OcspResponder",
+    "Permission",
     "PolicyRule",
     "RenewalPolicy",
+    "Role",
+    "RoleGrant",
+    "RolePermission",
     "SchedulerLease",
     "SchedulerLoopRun",
     "SchedulerReplica",

@@ -53,7 +53,7 @@ AWAITING_APPROVAL = "awaiting_approval"
 KINDS = ("cert_issuance", "cert_renewal", "profile_edit", "profile_delete")
 STATES = ("pending", "approved", "rejected", "expired", "cancelled")
 
-BYPASS_ACTOR = Actor(name="system-bypass", type="System", role="admin")
+BYPASS_ACTOR = Actor.system("system-bypass")
 """Who approves when ``CERTCTL_APPROVAL_BYPASS`` is on."""
 
 

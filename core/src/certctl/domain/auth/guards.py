@@ -65,27 +65,27 @@ def current_actor(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:
 async def authorize(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    """Litestar guard: 401 without a valid key, 403 without the route's permission."""
+    """Litestar guard: 401 without valid credentials, 403 without the route's permission.
+
+    A route may also declare ``opt={"scope": ("profile", "profile_id")}``: the permission is
+    then also satisfied by a grant scoped to the profile (or issuer) the path names.
+    """
     opt = handler.opt
     internal = _litestar_handler(handler)
     if opt.get("public") or internal == "openapi":
         return
-    runtime = connection.app.state.runtime
-    if runtime.settings.auth_type == "none":
-        connection.scope["certctl_actor"] = Actor(name="demo", type="Anonymous", role="admin")  # type: ignore[typeddict-unknown-key]
-    else:
-        header = connection.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("missing bearer API key")
-        actor = await runtime.keys.authenticate(token.strip())
-        if actor is None:
-            raise Unauthorized("invalid or revoked API key")
-        connection.scope["certctl_actor"] = actor  # type: ignore[typeddict-unknown-key]
+    actor = await connection.app.state.runtime.auth.authenticate(connection)
+    connection.scope["certctl_actor"] = actor  # type: ignore[typeddict-unknown-key]
     permission = opt.get("permission")
     if permission is None:
         if opt.get("authenticated") or internal == "options":
-            return  # any valid key (e.g. /api/v1/auth/check)
+            return  # any valid credentials (e.g. /api/v1/auth/check)
         raise Forbidden("this route declares no permission; it is closed until it does")
-    if not current_actor(connection).can(permission):
+    scope = opt.get("scope")
+    if scope is not None:
+        scope_type, param = scope
+        allowed = actor.can(permission, scope_type, str(connection.path_params.get(param, "")))
+    else:
+        allowed = actor.can(permission)
+    if not allowed:
         raise Forbidden(f"this action needs the {permission!r} permission")

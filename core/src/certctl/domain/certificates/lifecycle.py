@@ -96,11 +96,7 @@ def renew_at_for(
 
 
 def _actor(job: Job) -> Actor:
-    return (
-        SYSTEM
-        if job.requested_by == "system"
-        else Actor(name=job.requested_by, type="APIKey", role="admin")
-    )
+    return SYSTEM if job.requested_by == "system" else Actor(name=job.requested_by, type="APIKey")
 
 
 class _Signed(NamedTuple):
