@@ -233,3 +233,25 @@ def admin_headers() -> dict[str, str]:
 def viewer_headers() -> dict[str, str]:
     """Authorization header of the environment read-only key."""
     return {"Authorization": f"Bearer {VIEWER_KEY}"}
+
+
+@pytest.fixture
+def certctl_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """``caplog`` listening on the ``certctl`` logger at DEBUG.
+
+    Litestar's logging set-up (run by every ``create_app``) replaces the root logger's
+    handlers, which silently detaches plain ``caplog``; this handler sits on certctl's own
+    logger instead, so records of apps started during the test are captured.
+    """
+    import logging
+
+    logger = logging.getLogger("certctl")
+    previous = logger.level
+    logger.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.DEBUG)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.setLevel(previous)

@@ -2,7 +2,6 @@
 
 import asyncio
 import hashlib
-import logging
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +18,7 @@ TOKEN = "bootstrap-token-0123456789-abcdefghijklmnop"
 WRONG_TOKEN = "wrong-bootstrap-token-9876543210-zyxwvuts"
 READER_KEY = "reader-key-0123456789-abcdef"
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+VIEWER = ROLE_PERMISSIONS["r-viewer"]
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -107,15 +107,21 @@ async def test_check_shows_role_and_permissions(client, admin_headers, viewer_he
     assert r.json() == {
         "name": "admin",
         "type": "APIKey",
-        "role": "admin",
+        "display_name": "admin",
+        "roles": ["r-admin"],
         "permissions": sorted(ALL_PERMISSIONS),
+        "scoped_permissions": [],
+        "session_id": None,
     }
     r = await client.get("/api/v1/auth/check", headers=viewer_headers)
     assert r.json() == {
         "name": "viewer",
         "type": "APIKey",
-        "role": "viewer",
-        "permissions": sorted(ROLE_PERMISSIONS["viewer"]),
+        "display_name": "viewer",
+        "roles": ["r-viewer"],
+        "permissions": sorted(VIEWER),
+        "scoped_permissions": [],
+        "session_id": None,
     }
     assert not any(
         p.endswith((".edit", ".delete", ".create", ".issue")) for p in r.json()["permissions"]
@@ -140,7 +146,7 @@ async def test_viewer_is_refused_every_mutating_route(client, viewer_headers, da
     assert len(routes) >= 20
     before = await table_counts(database_url)
     for method, path, permission in routes:
-        assert permission not in ROLE_PERMISSIONS["viewer"]
+        assert permission not in VIEWER
         r = await client.request(method, path, json={}, headers=viewer_headers)
         assert r.status_code == 403, (method, path, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
@@ -186,11 +192,11 @@ async def test_bootstrap_closed_with_token_and_environment_admin(app_factory, ad
     assert r.json() == {"available": False}
     r = await client.post("/api/v1/auth/bootstrap", json={"token": TOKEN, "name": "first"})
     assert r.status_code == 410
-    assert "admin key already exists" in r.json()["detail"]
+    assert "an admin already exists" in r.json()["detail"]
 
 
-async def test_bootstrap_wrong_token_is_denied_and_audited(app_factory, database_url, caplog):
-    caplog.set_level(logging.DEBUG)
+async def test_bootstrap_wrong_token_is_denied_and_audited(app_factory, database_url, certctl_logs):
+    caplog = certctl_logs
     client = await bootstrap_client(app_factory)
     r = await client.post("/api/v1/auth/bootstrap", json={"token": WRONG_TOKEN, "name": "first"})
     assert_401(r)
@@ -210,13 +216,14 @@ async def test_bootstrap_wrong_token_is_denied_and_audited(app_factory, database
     dump = await raw_dump(database_url)
     assert WRONG_TOKEN not in dump
     assert TOKEN not in dump
+    assert caplog.records  # the capture works
     assert not any(
         WRONG_TOKEN in rec.getMessage() or TOKEN in rec.getMessage() for rec in caplog.records
     )
 
 
-async def test_bootstrap_mints_one_admin_key(app_factory, database_url, caplog):
-    caplog.set_level(logging.DEBUG)
+async def test_bootstrap_mints_one_admin_key(app_factory, database_url, certctl_logs):
+    caplog = certctl_logs
     client = await bootstrap_client(app_factory)
     assert (await client.get("/api/v1/auth/bootstrap")).json() == {"available": True}
 
@@ -226,17 +233,17 @@ async def test_bootstrap_mints_one_admin_key(app_factory, database_url, caplog):
     key = created["key"]
     assert key.startswith("cck_")
     assert len(key) >= 40
-    assert created["admin"] is True
+    assert created["roles"] == ["r-admin"]
     assert created["name"] == "first-admin"
     assert created["created_by"] == "bootstrap"
 
     # The key works at once for admin-only routes.
     r = await client.get("/api/v1/auth/check", headers=bearer(key))
-    assert (r.json()["role"], r.json()["name"]) == ("admin", "first-admin")
+    assert (r.json()["roles"], r.json()["name"]) == (["r-admin"], "first-admin")
     r = await client.post("/api/v1/profiles", json={"name": "after-bootstrap"}, headers=bearer(key))
     assert r.status_code == 201, r.text
     r = await client.get("/api/v1/auth/keys", headers=bearer(key))
-    assert [k["id"] for k in r.json()] == [created["id"]]
+    assert [k["id"] for k in r.json() if k["source"] == "database"] == [created["id"]]
 
     # Once only.
     assert (await client.get("/api/v1/auth/bootstrap")).json() == {"available": False}
@@ -256,6 +263,7 @@ async def test_bootstrap_mints_one_admin_key(app_factory, database_url, caplog):
     assert key not in dump
     assert hashlib.sha256(key.encode()).hexdigest() in dump
     messages = [rec.getMessage() for rec in caplog.records]
+    assert messages  # the capture works (the start-up logged the schema revision)
     assert not any(TOKEN in m or key in m for m in messages)
 
 
@@ -291,7 +299,7 @@ async def test_concurrent_bootstrap_calls_mint_exactly_one_key(app_factory):
     assert statuses == [201, 410, 410, 410, 410], [r.text for r in responses]
     [winner] = [r.json() for r in responses if r.status_code == 201]
     r = await client.get("/api/v1/auth/keys", headers=bearer(winner["key"]))
-    assert [k["name"] for k in r.json()] == [winner["name"]]
+    assert [k["name"] for k in r.json() if k["source"] == "database"] == [winner["name"]]
 
 
 # --- database keys -------------------------------------------------------------------------
@@ -299,7 +307,9 @@ async def test_concurrent_bootstrap_calls_mint_exactly_one_key(app_factory):
 
 async def test_database_key_lifecycle(client, admin_headers, database_url):
     r = await client.post(
-        "/api/v1/auth/keys", json={"name": "ci-deployer", "admin": True}, headers=admin_headers
+        "/api/v1/auth/keys",
+        json={"name": "ci-deployer", "roles": ["r-admin"]},
+        headers=admin_headers,
     )
     assert r.status_code == 201, r.text
     created = r.json()
@@ -315,16 +325,21 @@ async def test_database_key_lifecycle(client, admin_headers, database_url):
     r = await client.get("/api/v1/auth/keys", headers=admin_headers)
     assert r.status_code == 200
     assert key not in r.text
-    [listed] = r.json()
+    [listed] = [k for k in r.json() if k["source"] == "database"]
     assert listed["id"] == created["id"]
+    assert listed["roles"] == ["r-admin"]
     assert listed.get("key") is None
     r = await client.get("/api/v1/auth/check", headers=bearer(key))
-    assert (r.json()["name"], r.json()["role"]) == ("ci-deployer", "admin")
+    assert (r.json()["name"], r.json()["roles"]) == ("ci-deployer", ["r-admin"])
 
     r = await client.delete(f"/api/v1/auth/keys/{created['id']}", headers=admin_headers)
     assert r.status_code == 204
     assert_401(await client.get("/api/v1/auth/check", headers=bearer(key)))
-    [listed] = (await client.get("/api/v1/auth/keys", headers=admin_headers)).json()
+    [listed] = [
+        k
+        for k in (await client.get("/api/v1/auth/keys", headers=admin_headers)).json()
+        if k["source"] == "database"
+    ]
     assert listed["revoked_at"] is not None
 
     r = await client.delete(f"/api/v1/auth/keys/{created['id']}", headers=admin_headers)
@@ -351,7 +366,7 @@ async def test_non_admin_database_key_is_read_only(client, admin_headers):
     r = await client.post("/api/v1/profiles", json={"name": "p"}, headers=bearer(key))
     assert r.status_code == 403
     r = await client.post(
-        "/api/v1/auth/keys", json={"name": "escalate", "admin": True}, headers=bearer(key)
+        "/api/v1/auth/keys", json={"name": "escalate", "roles": ["r-admin"]}, headers=bearer(key)
     )
     assert r.status_code == 403
 
@@ -363,13 +378,15 @@ async def test_non_admin_database_key_is_read_only(client, admin_headers):
         {"name": "Has-Upper"},
         {"name": "ok-name", "colour": "red"},
         {"name": "ok-name", "expires_at": "2001-01-01T00:00:00Z"},
-        {"admin": True},
+        {"roles": ["r-admin"]},
+        {"name": "ok-name", "roles": ["r-no-such-role"]},
     ],
 )
 async def test_bad_key_requests_are_400(client, admin_headers, body):
     r = await client.post("/api/v1/auth/keys", json=body, headers=admin_headers)
     assert r.status_code == 400, r.text
-    assert (await client.get("/api/v1/auth/keys", headers=admin_headers)).json() == []
+    listed = (await client.get("/api/v1/auth/keys", headers=admin_headers)).json()
+    assert [k for k in listed if k["source"] == "database"] == []
 
 
 async def test_expired_key_is_401(client, admin_headers, database_url):

@@ -107,6 +107,21 @@ def test_permission_table_matches_the_document(client):
     assert documented - derived == set(), "docs/security.md lists routes the app does not have"
 
 
+def test_scoped_route_table_matches_the_document(client):
+    documented = {
+        (row["method"], row["path"], row["scope"]) for row in _markdown_table("Scoped routes")
+    }
+    derived = set()
+    for method, path, handler in _own_handlers(client.app):
+        scope = handler.opt.get("scope")
+        if scope is not None:
+            scope_type, param = scope
+            assert "{" + param + "}" in path, (path, param)
+            assert "permission" in handler.opt, path
+            derived.add((method, path, scope_type))
+    assert derived == documented
+
+
 def test_document_rows_are_unique():
     rows = [(r["method"], r["path"]) for r in _markdown_table("Route permissions")]
     assert len(rows) == len(set(rows))

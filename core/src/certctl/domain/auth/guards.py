@@ -29,6 +29,7 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "/ready",
         "/api/v1/version",
         "/api/v1/auth/bootstrap",
+        "/api/v1/auth/info",
         "/schema",
         "/.well-known/pki/ca/{issuer_id}",
         "/.well-known/pki/crl/{issuer_id}",

@@ -21,7 +21,7 @@ from certctl.domain.auth.actor import Actor
 from certctl.domain.auth.generation import bump_generation
 from certctl.domain.auth.rbac import DEMO_ACTOR
 from certctl.domain.auth.schemas import GrantOut
-from certctl.errors import BadRequest, Conflict, Forbidden, NotFound
+from certctl.errors import BadRequest, Conflict, Forbidden
 
 __all__ = [
     "ACTOR_TYPES",
@@ -38,13 +38,13 @@ __all__ = [
 ACTOR_TYPES = ("APIKey", "User", "Group")
 """Who can hold a grant through the API (the demo actor's grant is the server's own)."""
 
-SCOPE_TYPES = ("global", "profile", "issuer")
+SCOPE_TYPES = ("global", "profile", "issuer", "target")
 
 
 async def role_permissions(session: AsyncSession, role_id: str) -> frozenset[str]:
-    """The permissions of a role; NotFound when it does not exist."""
+    """The permissions of a role named in a request body; 400 when it does not exist."""
     if await session.get(Role, role_id) is None:
-        raise NotFound(f"role {role_id!r} not found")
+        raise BadRequest(f"unknown role {role_id!r}")
     rows = await session.scalars(
         select(RolePermission.permission).where(RolePermission.role_id == role_id)
     )

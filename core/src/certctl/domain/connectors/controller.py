@@ -51,6 +51,10 @@ def _make(
     family: str, path: str, kinds_path: str, read: str, edit: str, remove: str
 ) -> list[type[Controller]]:
     resource = family
+    # A grant scoped to one issuer (or target) opens that instance's own routes.
+    scoped: dict[str, object] = (
+        {"scope": (family, "instance_id")} if family in ("issuer", "target") else {}
+    )
 
     class KindsController(Controller):
         tags = ["Connectors"]
@@ -109,7 +113,11 @@ def _make(
             await session.commit()
             return runtime.connectors.render(row)
 
-        @get(f"{path}/{{instance_id:str}}", opt={"permission": read}, operation_id=f"get_{family}")
+        @get(
+            f"{path}/{{instance_id:str}}",
+            opt={"permission": read, **scoped},
+            operation_id=f"get_{family}",
+        )
         async def get_instance(
             self, runtime: RuntimeDep, session: SessionDep, instance_id: FromPath[str]
         ) -> ConnectorOut:
@@ -119,7 +127,9 @@ def _make(
             )
 
         @put(
-            f"{path}/{{instance_id:str}}", opt={"permission": edit}, operation_id=f"update_{family}"
+            f"{path}/{{instance_id:str}}",
+            opt={"permission": edit, **scoped},
+            operation_id=f"update_{family}",
         )
         async def update_instance(
             self,
@@ -146,7 +156,7 @@ def _make(
 
         @delete(
             f"{path}/{{instance_id:str}}",
-            opt={"permission": remove},
+            opt={"permission": remove, **scoped},
             operation_id=f"delete_{family}",
         )
         async def delete_instance(
@@ -187,7 +197,7 @@ def _make(
 
         @post(
             f"{path}/{{instance_id:str}}/test",
-            opt={"permission": edit},
+            opt={"permission": edit, **scoped},
             operation_id=f"test_{family}",
             status_code=200,
         )

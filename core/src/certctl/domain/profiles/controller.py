@@ -30,6 +30,9 @@ from certctl.lib.pagination import Page, page_window
 
 __all__ = ["ProfileController"]
 
+_SCOPE = ("profile", "profile_id")
+"""A grant scoped to one profile opens that profile's own routes."""
+
 
 async def _get(session: Any, profile_id: str) -> CertificateProfile:
     row = await session.get(CertificateProfile, profile_id)
@@ -68,12 +71,12 @@ class ProfileController(Controller):
         await session.commit()
         return profile_out(row)
 
-    @get("/{profile_id:str}", opt={"permission": "profile.read"})
+    @get("/{profile_id:str}", opt={"permission": "profile.read", "scope": _SCOPE})
     async def get_profile(self, session: SessionDep, profile_id: FromPath[str]) -> ProfileOut:
         """One profile."""
         return profile_out(await _get(session, profile_id))
 
-    @put("/{profile_id:str}", opt={"permission": "profile.edit"})
+    @put("/{profile_id:str}", opt={"permission": "profile.edit", "scope": _SCOPE})
     async def update_profile(
         self,
         runtime: RuntimeDep,
@@ -100,7 +103,11 @@ class ProfileController(Controller):
             await session.commit()
         return Response(profile_out(row), status_code=200)
 
-    @delete("/{profile_id:str}", opt={"permission": "profile.delete"}, status_code=200)
+    @delete(
+        "/{profile_id:str}",
+        opt={"permission": "profile.delete", "scope": _SCOPE},
+        status_code=200,
+    )
     async def delete_profile(
         self, runtime: RuntimeDep, session: SessionDep, actor: ActorDep, profile_id: FromPath[str]
     ) -> Response[ProfileAccepted | None]:
