@@ -8,6 +8,8 @@ Prints, for SQLite and PostgreSQL:
     wrk, and a CRL of 100,000 entries (``benchmarks/pki.py``);
   * the renewal scan over 100,000 certificates, and job throughput with one and three
     ``certctl worker`` replicas on PostgreSQL (``benchmarks/lifecycle.py``);
+  * p50/p99 of authenticating a request by API key, session cookie and OIDC callback
+    (``benchmarks/auth.py``);
   * server start time (``certctl serve`` until ``/health`` answers over HTTPS) and app start
     time (factory + migrations + plugin loading).
 
@@ -34,8 +36,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import auth  # benchmarks/auth.py, lifecycle.py, pki.py: run as a script, this directory is on sys.path
 import httpx
-import lifecycle  # benchmarks/lifecycle.py and pki.py: run as a script, this directory is on sys.path
+import lifecycle
 import pki
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -454,16 +457,17 @@ def main() -> None:
     parser.add_argument("--fleet", type=int, default=100_000, help="certificates for the scan")
     parser.add_argument("--due", type=int, default=100_000, help="of which due for renewal")
     parser.add_argument("--replica-jobs", type=int, default=5000, help="jobs per replica run")
+    parser.add_argument("--auth-requests", type=int, default=20_000, help="timed authentications")
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas",
+        help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas,auth",
     )
     args = parser.parse_args()
     # As `certctl serve` does: no per-request client lines or per-plugin migration chatter.
     for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    sections = {"issuance", "list", "start", "ocsp", "crl", "scan", "replicas"}
+    sections = {"issuance", "list", "start", "ocsp", "crl", "scan", "replicas", "auth"}
     only = set(filter(None, args.only.split(","))) or sections
 
     ceiling = bare_ceiling()
@@ -549,6 +553,7 @@ def main() -> None:
                 due=args.due,
                 replica_jobs=args.replica_jobs,
             )
+            auth.run(name, url, base, only=only, requests=args.auth_requests)
             pki.run(
                 name,
                 url,

@@ -437,3 +437,11 @@ async def test_strict_mode_refuses_to_start_with_a_residual(app_factory):
     with pytest.raises(DemoResidualError, match="actor-demo-anon"):
         await app_factory(demo_mode_residual_strict=True)
     await app_factory(demo_mode_residual_strict=True, auth_type="none", demo=True)
+
+
+async def test_auth_info_is_public_and_names_no_secret(client):
+    r = await client.get("/api/v1/auth/info")
+    assert r.status_code == 200
+    assert r.json()["auth_type"] == "api-key"
+    assert "api-key" in r.json()["methods"]
+    assert ADMIN_KEY not in r.text
