@@ -294,6 +294,16 @@ async def test_two_replicas_creating_the_first_key_end_with_one(app_factory):
     assert ids[0][0] == ids[1][0]
     async with a.runtime.sessions() as db:
         assert await db.scalar(sa.select(sa.func.count()).select_from(SessionSigningKey)) == 1
+    # Rotating at once: each rotation that reports success retired one key, one stays active.
+    rotated = await asyncio.gather(
+        a.runtime.browser_sessions.keys.rotate(force=True),
+        b.runtime.browser_sessions.keys.rotate(force=True),
+    )
+    assert any(rotated)
+    async with a.runtime.sessions() as db:
+        keys = (await db.execute(sa.select(SessionSigningKey))).scalars().all()
+    assert len(keys) == 1 + sum(rotated)
+    assert [k.active_slot for k in keys].count(1) == 1
 
 
 async def test_the_first_key_is_created_inside_the_sign_in_transaction(app_factory):

@@ -111,17 +111,18 @@ class SigningKeyRing:
     async def rotate(self, *, force: bool = False) -> bool:
         """Replace the active key if it is older than the rotation period (or ``force``).
 
-        True when this call rotated. The old key keeps verifying for the retention period.
+        True when this call rotated (False also when it made the very first key). The old key
+        keeps verifying for the retention period.
         """
         now = self._clock()
         async with self._sessions() as session:
             active = await session.scalar(
                 select(SessionSigningKey).where(SessionSigningKey.active_slot == 1)
             )
-            if active is None:
+            if active is None:  # nothing to rotate yet: make the first key
                 await session.rollback()
                 await self._create_first()
-                return True
+                return False
             if not force and active.created_at > now - self._rotation:
                 return False
             retired = await session.execute(
@@ -189,7 +190,6 @@ class SigningKeyRing:
             await self._insert_first(session)
             await session.commit()
         await self._load(self._loaded_generation)
-
 
     async def _load(self, generation: int | None) -> None:
         if generation is None:
