@@ -128,7 +128,7 @@ async def test_both_keys_of_a_rotation_window_authenticate(app_factory):
         r = await client.get("/api/v1/auth/check", headers={"Authorization": f"Bearer {key}"})
         assert r.status_code == 200, r.text
         assert r.json()["name"] == "ops"
-        assert r.json()["role"] == "admin"
+        assert r.json()["roles"] == ["r-admin"]
         r = await client.get("/api/v1/profiles", headers={"Authorization": f"Bearer {key}"})
         assert r.status_code == 200
     r = await client.get("/api/v1/auth/check", headers={"Authorization": "Bearer retired-key"})
