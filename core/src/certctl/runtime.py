@@ -80,6 +80,10 @@ class Runtime:
         self.auth = Authenticator(
             demo=settings.auth_type == "none", keys=self.keys, roles=self.roles
         )
+        # guard: the request rate limit (issue 4)
+        from certctl.lib.ratelimit_http import RequestLimits
+
+        self.rate_limits = RequestLimits(settings)
         self.connectors = ConnectorService(self.host.registry, self.sessions, self.box, self.http)
         self.worker = Worker(self)
         self.role = role
@@ -110,6 +114,7 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop background work and release every resource."""
+        await self.rate_limits.aclose()  # guard (issue 4)
         if self.scheduler is not None:
             await self.scheduler.stop()
             self.scheduler = None

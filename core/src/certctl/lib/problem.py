@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from certctl.errors import CertctlError
+from certctl.errors import CertctlError, TooManyRequests
 from certctl.lib.encryption import DecryptionError
 from certctl_sdk.errors import (
     AuthenticationError,
@@ -58,7 +58,10 @@ def problem_response(
 
 
 def _certctl_error(_: Request[Any, Any, Any], exc: CertctlError) -> Response[dict[str, Any]]:
-    return problem_response(exc.status, exc.detail, title=exc.title, **exc.extra)
+    response = problem_response(exc.status, exc.detail, title=exc.title, **exc.extra)
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _connector_error(_: Request[Any, Any, Any], exc: ConnectorError) -> Response[dict[str, Any]]:

@@ -113,6 +113,11 @@ async def _compliance(runtime: Runtime) -> int:
     return await evaluate_compliance(runtime)
 
 
+# guard (issue 4)
+async def _rate_limit_janitor(runtime: Runtime) -> int:
+    return await runtime.rate_limits.prune()
+
+
 def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
     """The loops of this process, intervals resolved from its settings."""
     settings = runtime.settings
@@ -210,6 +215,19 @@ def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
             interval=3600.0,
             leader_only=True,
             timeout=300.0,
+            run_at_start=False,
+        ),
+        # guard (issue 4)
+        LoopSpec(
+            name="rate-limit-janitor",
+            description=(
+                "forget rate-limit buckets idle for CERTCTL_RATE_LIMIT_BUCKET_TTL (this "
+                "process's, and on PostgreSQL the shared rows)"
+            ),
+            run=_rate_limit_janitor,
+            interval=300.0,
+            leader_only=False,
+            timeout=60.0,
             run_at_start=False,
         ),
     ]

@@ -15,6 +15,7 @@ from certctl.db.models.connector import ConnectorInstance, ConnectorState
 from certctl.db.models.job import Job
 from certctl.db.models.notification import Notification
 from certctl.db.models.ocsp import OcspResponder
+from certctl.db.models.ratelimit import RateLimitBucket  # guard (issue 4)
 from certctl.db.models.rbac import AuthGeneration, Permission, Role, RoleGrant, RolePermission
 from certctl.db.models.renewal_policy import RenewalPolicy
 from certctl.db.models.revocation import CertificateRevocation, CrlState
@@ -40,6 +41,7 @@ __all__ = [
     "OcspResponder",
     "Permission",
     "PolicyRule",
+    "RateLimitBucket",
     "RenewalPolicy",
     "Role",
     "RoleGrant",
