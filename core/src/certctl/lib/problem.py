@@ -59,6 +59,9 @@ def problem_response(
 
 def _certctl_error(_: Request[Any, Any, Any], exc: CertctlError) -> Response[dict[str, Any]]:
     response = problem_response(exc.status, exc.detail, title=exc.title, **exc.extra)
+    # An error may carry Set-Cookie values (a rejected session cookie is cleared).
+    for cookie in getattr(exc, "cookies", ()):
+        response.set_cookie(cookie)
     if isinstance(exc, TooManyRequests):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response

@@ -113,6 +113,12 @@ async def _compliance(runtime: Runtime) -> int:
     return await evaluate_compliance(runtime)
 
 
+async def _session_gc(runtime: Runtime) -> int:
+    from certctl.domain.sessions.gc import collect_sessions
+
+    return await collect_sessions(runtime)
+
+
 # guard (issue 4)
 async def _rate_limit_janitor(runtime: Runtime) -> int:
     return await runtime.rate_limits.prune()
@@ -216,6 +222,18 @@ def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
             leader_only=True,
             timeout=300.0,
             run_at_start=False,
+        ),
+        # browser sessions
+        LoopSpec(
+            name="session-gc",
+            description=(
+                "delete ended sessions, rotate and prune the session signing keys, and run the "
+                "sign-in features' sweeps"
+            ),
+            run=_session_gc,
+            interval=3600.0,
+            leader_only=True,
+            timeout=300.0,
         ),
         # guard (issue 4)
         LoopSpec(

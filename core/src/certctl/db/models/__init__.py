@@ -21,11 +21,16 @@ from certctl.db.models.renewal_policy import RenewalPolicy
 from certctl.db.models.revocation import CertificateRevocation, CrlState
 from certctl.db.models.scheduler import SchedulerLease, SchedulerLoopRun, SchedulerReplica
 
+# sessions and federated users
+from certctl.db.models.session import BrowserSession, SessionSigningKey
+from certctl.db.models.user import User
+
 __all__ = [
     "ApiKey",
     "ApprovalRequest",
     "AuditEvent",
     "AuthGeneration",
+    "BrowserSession",
     "CertificateProfile",
     "CertificateRevocation",
     "CertificateTarget",
@@ -49,5 +54,7 @@ __all__ = [
     "SchedulerLease",
     "SchedulerLoopRun",
     "SchedulerReplica",
+    "SessionSigningKey",
     "SystemFlag",
+    "User",
 ]
