@@ -3,6 +3,7 @@
 from certctl.db.models.approval import ApprovalRequest
 from certctl.db.models.audit import AuditEvent
 from certctl.db.models.auth import ApiKey, SystemFlag
+from certctl.db.models.breakglass import BreakglassCredential  # guard (issue 4)
 from certctl.db.models.certificate import (
     CertificateProfile,
     CertificateTarget,
@@ -30,6 +31,7 @@ __all__ = [
     "ApprovalRequest",
     "AuditEvent",
     "AuthGeneration",
+    "BreakglassCredential",
     "BrowserSession",
     "CertificateProfile",
     "CertificateRevocation",

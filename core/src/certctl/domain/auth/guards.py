@@ -37,6 +37,8 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "/.well-known/pki/ocsp/{issuer_id}/{encoded}",
         # browser sessions
         "/auth/logout",
+        # guard: break-glass sign-in (a route only while CERTCTL_BREAKGLASS_ENABLED)
+        "/auth/breakglass/login",
     }
 )
 """Paths answered without credentials (``/schema`` covers the OpenAPI document and its UIs).

@@ -31,7 +31,24 @@ def upgrade() -> None:
     )
     if postgres:
         op.execute('ALTER TABLE rate_limit_buckets SET (fillfactor = 70)')
+    op.create_table('breakglass_credentials',
+    sa.Column('actor_id', sa.String(length=40), nullable=False),
+    sa.Column('username', sa.String(length=64), nullable=False),
+    sa.Column('password_hash', sa.String(length=255), nullable=False),
+    sa.Column('failed_attempts', sa.Integer(), nullable=False),
+    sa.Column('window_started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('role_id', sa.String(length=40), nullable=False),
+    sa.Column('created_by', sa.String(length=128), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('password_changed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_login_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['actor_id'], ['users.id'], name=op.f('fk_breakglass_credentials_actor_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('actor_id', name=op.f('pk_breakglass_credentials')),
+    sa.UniqueConstraint('username', name=op.f('uq_breakglass_credentials_username'))
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('breakglass_credentials')
     op.drop_table('rate_limit_buckets')
