@@ -5,6 +5,7 @@ the bucket statement too), so refills are tested without sleeping.
 """
 
 import httpx
+import msgspec
 import pytest
 import sqlalchemy as sa
 
@@ -30,11 +31,18 @@ def clock():
     return FakeClock()
 
 
+async def _limit(client, clock, **changes):
+    """Give ``client``'s app a limiter on ``clock`` (with settings ``changes``)."""
+    runtime = client.runtime
+    await runtime.rate_limits.aclose()
+    runtime.settings = msgspec.structs.replace(runtime.settings, **changes)
+    runtime.rate_limits = RequestLimits(runtime.settings, clock=clock)
+
+
 async def _limited(app_factory, clock, **settings):
     """An app whose limiter runs on ``clock``."""
     client = await app_factory(**settings)
-    await client.runtime.rate_limits.aclose()
-    client.runtime.rate_limits = RequestLimits(client.runtime.settings, clock=clock)
+    await _limit(client, clock)
     return client
 
 
@@ -53,8 +61,17 @@ async def _admitted(client, n, url=CHECK, **kwargs):
     return sum(code != 429 for code in codes)
 
 
-async def test_burst_then_429_with_retry_after_and_refill(app_factory, clock, admin_headers):
-    client = await _limited(app_factory, clock, rate_limit_rps=0.5, rate_limit_burst=5)
+async def test_buckets_per_actor_and_per_address_refill_and_retry_after(
+    app_factory, clock, admin_headers, viewer_headers
+):
+    client = await _limited(
+        app_factory,
+        clock,
+        rate_limit_rps=0.3,  # unauthenticated callers, per address
+        rate_limit_burst=1,
+        rate_limit_per_user_rps=0.5,  # each API key or user
+        rate_limit_per_user_burst=5,
+    )
     for _ in range(5):
         assert (await client.get(CHECK, headers=admin_headers)).status_code == 200
     r = await client.get(CHECK, headers=admin_headers)
@@ -64,6 +81,14 @@ async def test_burst_then_429_with_retry_after_and_refill(app_factory, clock, ad
     body = r.json()
     assert body["status"] == 429 and body["retry_after_seconds"] == 2
     assert "request limit of this caller" in body["detail"]
+
+    # Other keys and unauthenticated callers have buckets of their own, with their budgets.
+    assert await _admitted(client, 7, headers=viewer_headers) == 5
+    assert (await client.get(PUBLIC)).status_code == 200
+    r = await client.get(PUBLIC)
+    assert r.status_code == 429
+    assert r.headers["retry-after"] == "4"  # 3.33 s, rounded up
+    assert "request limit of this address" in r.json()["detail"]
 
     clock.advance(1.0)  # half a token: still refused, and told the rest
     r = await client.get(CHECK, headers=admin_headers)
@@ -77,71 +102,7 @@ async def test_burst_then_429_with_retry_after_and_refill(app_factory, clock, ad
     assert await _admitted(client, 8, headers=admin_headers) == 5
 
 
-async def test_retry_after_is_rounded_up(app_factory, clock, admin_headers):
-    client = await _limited(app_factory, clock, rate_limit_rps=0.3, rate_limit_burst=1)
-    assert (await client.get(CHECK, headers=admin_headers)).status_code == 200
-    r = await client.get(CHECK, headers=admin_headers)
-    assert r.headers["retry-after"] == "4"  # 3.33 s
-
-
-async def test_each_actor_has_its_own_bucket(app_factory, clock, admin_headers, viewer_headers):
-    client = await _limited(app_factory, clock, rate_limit_rps=0.01, rate_limit_burst=3)
-    assert await _admitted(client, 5, headers=admin_headers) == 3
-    assert await _admitted(client, 5, headers=viewer_headers) == 3
-    # Unauthenticated callers from the same address have a bucket of their own.
-    assert await _admitted(client, 5, url=PUBLIC) == 3
-
-
-async def test_per_user_budget_applies_to_actors_and_global_to_addresses(
-    app_factory, clock, admin_headers
-):
-    client = await _limited(
-        app_factory,
-        clock,
-        rate_limit_rps=0.01,
-        rate_limit_burst=2,
-        rate_limit_per_user_rps=0.01,
-        rate_limit_per_user_burst=6,
-    )
-    assert await _admitted(client, 8, headers=admin_headers) == 6
-    assert await _admitted(client, 8, url=PUBLIC) == 2
-
-
-async def test_unauthenticated_callers_are_limited_per_address(app_factory, clock):
-    client = await _limited(app_factory, clock, rate_limit_rps=0.01, rate_limit_burst=3)
-    assert await _admitted(client, 5, url=PUBLIC) == 3
-    async with _from(client, "192.0.2.10") as other:
-        assert await _admitted(other, 5, url=PUBLIC) == 3
-    # Failed authentication costs the address's budget: guessing keys is limited as well.
-    async with _from(client, "192.0.2.11") as guesser:
-        bad = {"Authorization": "Bearer not-a-key"}
-        codes = [(await guesser.get(CHECK, headers=bad)).status_code for _ in range(5)]
-        assert codes == [401, 401, 401, 429, 429]
-    # IPv6 callers are charged per /64.
-    async with _from(client, "2001:db8:1:2::1") as a, _from(client, "2001:db8:1:2::99") as b:
-        assert await _admitted(a, 2, url=PUBLIC) + await _admitted(b, 2, url=PUBLIC) == 3
-
-
-async def test_probes_and_ocsp_are_exempt(app_factory, clock):
-    client = await _limited(
-        app_factory, clock, rate_limit_rps=0.01, rate_limit_burst=1, ocsp_rate_limit_per_ip_min=3
-    )
-    assert await _admitted(client, 5, url="/health") == 5
-    assert await _admitted(client, 5, url="/ready") == 5
-    # OCSP keeps its own budget (3 a minute here), untouched by the general one.
-    assert await _admitted(client, 5, url="/.well-known/pki/ocsp/iss-none/serial/01") == 3
-    assert await _admitted(client, 2, url=PUBLIC) == 1
-
-
-async def test_off_switch(app_factory, clock, admin_headers):
-    client = await _limited(
-        app_factory, clock, rate_limit_enabled=False, rate_limit_rps=0.01, rate_limit_burst=1
-    )
-    assert await _admitted(client, 5, headers=admin_headers) == 5
-    assert await _admitted(client, 5, url=PUBLIC) == 5
-
-
-async def test_forwarded_for_is_believed_only_from_trusted_proxies(app_factory, clock):
+async def test_unauthenticated_callers_by_address_and_forwarded_for(app_factory, clock):
     client = await _limited(
         app_factory,
         clock,
@@ -149,12 +110,23 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(app_factory, 
         rate_limit_burst=2,
         trusted_proxies=("10.0.0.0/8",),
     )
+    assert await _admitted(client, 3, url=PUBLIC) == 2
+    async with _from(client, "192.0.2.10") as other:
+        assert await _admitted(other, 3, url=PUBLIC) == 2
+    # Failed authentication costs the address's budget: guessing keys is limited as well.
+    async with _from(client, "192.0.2.11") as guesser:
+        bad = {"Authorization": "Bearer not-a-key"}
+        codes = [(await guesser.get(CHECK, headers=bad)).status_code for _ in range(4)]
+        assert codes == [401, 401, 429, 429]
+    # IPv6 callers are charged per /64.
+    async with _from(client, "2001:db8:1:2::1") as a, _from(client, "2001:db8:1:2::99") as b:
+        assert await _admitted(a, 2, url=PUBLIC) + await _admitted(b, 2, url=PUBLIC) == 2
 
     def xff(value):
         return {"headers": {"X-Forwarded-For": value}}
 
     async with _from(client, "10.1.2.3") as proxy, _from(client, "192.0.2.50") as direct:
-        # Behind the proxy, each client has its own bucket...
+        # Behind a trusted proxy, each client has its own bucket...
         assert await _admitted(proxy, 3, url=PUBLIC, **xff("203.0.113.1")) == 2
         assert await _admitted(proxy, 3, url=PUBLIC, **xff("203.0.113.2")) == 2
         # ...and what the client itself wrote to the left of the proxy's entry is ignored.
@@ -165,19 +137,53 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(app_factory, 
         assert await _admitted(direct, 1, url=PUBLIC, **xff("203.0.113.4")) == 1
         assert await _admitted(direct, 1, url=PUBLIC, **xff("203.0.113.5")) == 1
         assert await _admitted(direct, 1, url=PUBLIC, **xff("203.0.113.6")) == 0
-        assert await _admitted(proxy, 1, url=PUBLIC, **xff("203.0.113.4")) == 1
+        assert await _admitted(proxy, 1, url=PUBLIC, **xff("203.0.113.4")) == 1  # untouched
+
+
+async def test_exemptions_off_switch_and_janitor(app_factory, clock, admin_headers, database_url):
+    client = await _limited(
+        app_factory,
+        clock,
+        rate_limit_rps=0.01,
+        rate_limit_burst=1,
+        rate_limit_bucket_ttl_seconds=60,
+        ocsp_rate_limit_per_ip_min=3,
+    )
+    assert await _admitted(client, 5, url="/health") == 5
+    assert await _admitted(client, 5, url="/ready") == 5
+    # OCSP keeps its own budget (3 a minute here), untouched by the general one.
+    assert await _admitted(client, 5, url="/.well-known/pki/ocsp/iss-none/serial/01") == 3
+    assert await _admitted(client, 2, url=PUBLIC) == 1
+    assert await _admitted(client, 2, headers=admin_headers) == 1
+
+    # The janitor forgets idle buckets (here, in the table too), and a forgotten one is full.
+    limits = client.runtime.rate_limits
+    assert await limits.prune() == 0  # nothing idle yet
+    clock.advance(101)  # past the TTL, and past the 100 s a token takes to come back
+    assert await limits.prune() == 2
+    if database_url.startswith("postgresql"):
+        async with client.runtime.engine.connect() as conn:
+            left = await conn.scalar(sa.text("SELECT count(*) FROM rate_limit_buckets"))
+        assert left == 0
+    assert await _admitted(client, 2, headers=admin_headers) == 1
+
+    await _limit(client, clock, rate_limit_enabled=False)
+    assert await _admitted(client, 5, headers=admin_headers) == 5
+    assert await _admitted(client, 5, url=PUBLIC) == 5
 
 
 async def test_two_replicas_share_one_budget_on_postgresql_only(
-    app_factory, clock, admin_headers, database_url
+    app_factory, clock, admin_headers, viewer_headers, database_url
 ):
     """The point of the PostgreSQL buckets: N replicas must not allow N times the budget."""
+    shared = database_url.startswith("postgresql")
     # The fake clock stands still, so nothing refills; 50/s and a burst of 100 mean leases of 10.
     settings = {"rate_limit_rps": 50.0, "rate_limit_burst": 100}
     first = await _limited(app_factory, clock, **settings)
     second = await _limited(app_factory, clock, **settings)
+    assert first.runtime.rate_limits.limiter.is_shared is shared
     assert (await first.get(CHECK, headers=admin_headers)).status_code == 200
-    if database_url.startswith("postgresql"):
+    if shared:
         async with first.runtime.engine.connect() as conn:
             row = (
                 await conn.execute(sa.text("SELECT tokens, granted FROM rate_limit_buckets"))
@@ -189,43 +195,15 @@ async def test_two_replicas_share_one_budget_on_postgresql_only(
             code = (await replica.get(CHECK, headers=admin_headers)).status_code
             assert code in (200, 429)
             admitted += code == 200
-    if database_url.startswith("postgresql"):
-        # Leases (10 tokens at a time here) move tokens between replicas, never add any.
-        assert admitted == 100
-        assert first.runtime.rate_limits.limiter.is_shared
-    else:
-        # SQLite: documented per-process buckets, so two processes admit twice the burst.
-        assert admitted == 200
-        assert not first.runtime.rate_limits.limiter.is_shared
+    # PostgreSQL: leases move tokens between replicas, never add any. SQLite: documented
+    # per-process buckets, so two processes admit twice the burst.
+    assert admitted == (100 if shared else 200)
 
-
-async def test_exact_mode_shares_a_small_budget(app_factory, clock, admin_headers, database_url):
-    settings = {"rate_limit_rps": 0.001, "rate_limit_burst": 7, "rate_limit_lease": 1}
-    replicas = [await _limited(app_factory, clock, **settings) for _ in range(2)]
+    # Exact mode (one statement per request) shares a small budget as well.
+    for replica in (first, second):
+        await _limit(replica, clock, rate_limit_burst=7, rate_limit_lease=1)
     admitted = 0
     for _ in range(6):
-        for replica in replicas:
-            admitted += (await replica.get(CHECK, headers=admin_headers)).status_code == 200
-    assert admitted == (7 if database_url.startswith("postgresql") else 12)
-
-
-async def test_janitor_forgets_idle_buckets(app_factory, clock, admin_headers, database_url):
-    client = await _limited(
-        app_factory,
-        clock,
-        rate_limit_rps=0.01,
-        rate_limit_burst=1,
-        rate_limit_bucket_ttl_seconds=60,
-    )
-    assert (await client.get(CHECK, headers=admin_headers)).status_code == 200
-    assert (await client.get(PUBLIC)).status_code == 200
-    limits = client.runtime.rate_limits
-    assert await limits.prune() == 0  # nothing idle yet
-    clock.advance(61)
-    assert await limits.prune() == 2
-    if database_url.startswith("postgresql"):
-        async with client.runtime.engine.connect() as conn:
-            left = await conn.scalar(sa.text("SELECT count(*) FROM rate_limit_buckets"))
-        assert left == 0
-    # A forgotten bucket is a full one.
-    assert (await client.get(CHECK, headers=admin_headers)).status_code == 200
+        for replica in (first, second):
+            admitted += (await replica.get(CHECK, headers=viewer_headers)).status_code == 200
+    assert admitted == (7 if shared else 12)
