@@ -475,6 +475,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "breakglass_min_password_length": _int(
                 e, "CERTCTL_BREAKGLASS_MIN_PASSWORD_LENGTH", 16, minimum=12
             ),
+            "breakglass_hash_concurrency": _int(
+                e, "CERTCTL_BREAKGLASS_HASH_CONCURRENCY", 2, minimum=1
+            ),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):
