@@ -34,7 +34,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from sqlalchemy import Double, Executable, Integer, bindparam, case, cast, delete, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -66,6 +66,7 @@ _MAX_KEY = 200
 """Longer keys are stored as a digest (the column holds 255 characters)."""
 
 Clock = Callable[[], float]
+V = TypeVar("V")
 
 
 class Budget(NamedTuple):
@@ -234,6 +235,18 @@ class SharedBuckets:
         await self.engine.dispose()
 
 
+def _bounded_set(cache: dict[str, V], key: str, value: V) -> None:
+    """Remember ``value``, forgetting the oldest entry beyond :data:`MAX_LOCAL_KEYS`.
+
+    Forgetting a lease only withholds its tokens; forgetting a refusal costs one statement.
+    Neither admits a request the shared bucket would refuse.
+    """
+    cache.pop(key, None)
+    cache[key] = value
+    if len(cache) > MAX_LOCAL_KEYS:
+        del cache[next(iter(cache))]
+
+
 class _Lease:
     __slots__ = ("expires", "tokens")
 
@@ -326,10 +339,10 @@ class RateLimiter:
         if granted == 0:
             # Only time refills a bucket, so no replica can be admitted before this.
             wait = budget.wait(level)
-            self._refused_until[key] = now + wait
+            _bounded_set(self._refused_until, key, now + wait)
             return wait
         if granted > 1:
-            self._leases[key] = _Lease(granted - 1, now + LEASE_TTL)
+            _bounded_set(self._leases, key, _Lease(granted - 1, now + LEASE_TTL))
         return 0.0
 
     async def prune(self, idle: float) -> int:

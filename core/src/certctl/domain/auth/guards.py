@@ -85,7 +85,7 @@ async def authorize(
         return
     try:
         actor = await runtime.auth.authenticate(connection)
-    except Unauthorized:
+    except (Unauthorized, Forbidden):
         await runtime.rate_limits.check(connection, None)  # failed credentials cost budget too
         raise
     connection.scope["certctl_actor"] = actor  # type: ignore[typeddict-unknown-key]

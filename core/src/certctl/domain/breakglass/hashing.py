@@ -51,10 +51,14 @@ class Argon2:
         self._inside = 0
         self._dummy: str | None = None
 
-    async def _run(self, fn: Callable[[], T]) -> T:
-        """``fn`` in a worker thread, holding a slot until the thread is done."""
+    def check_capacity(self) -> None:
+        """503 when the waiting room is full (checked before a sign-in does anything)."""
         if self._inside >= MAX_WAITING:
             raise ServiceUnavailable("too many sign-ins in progress; retry in a few seconds")
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        """``fn`` in a worker thread, holding a slot until the thread is done."""
+        self.check_capacity()
         self._inside += 1
         try:
             async with self._slots:

@@ -54,7 +54,14 @@ from certctl.domain.sessions.service import (
     user_actor,
 )
 from certctl.domain.users.service import BREAKGLASS_PROVIDER, upsert_federated_user
-from certctl.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from certctl.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from certctl.lib.ratelimit import Budget, bucket_key
 from certctl.lib.ratelimit_http import address_key
 
@@ -145,9 +152,15 @@ class BreakglassService:
         )
         if len(password) > MAX_PASSWORD_LENGTH:
             raise BadRequest(f"password must be at most {MAX_PASSWORD_LENGTH} characters long")
+        self.argon2.check_capacity()
         name = normalise_username(username)
         reserved = await self._reserve(name)
-        matched = await self.argon2.verify_or_dummy(reserved.password_hash, password)
+        try:
+            matched = await self.argon2.verify_or_dummy(reserved.password_hash, password)
+        except ServiceUnavailable:
+            # Filled up while this attempt was being counted: it is recorded, not checked.
+            await self._record_failure(address, name, reserved, "failure", {"reason": "busy"})
+            raise
         if matched and reserved.actor_id is not None and reserved.password_hash is not None:
             rehash = self.argon2.needs_rehash(reserved.password_hash)
             return await self._succeed(
@@ -267,29 +280,32 @@ class BreakglassService:
         passwords into the username field, and the audit trail must not collect them."""
         details: dict[str, Any]
         if reserved.actor_id is None:
-            outcome, resource_id = "denied", ""
-            details = {
-                "reason": "unknown_user",
-                "username_sha256": hashlib.sha256(name.encode()).hexdigest(),
-            }
+            outcome, details = "denied", {"reason": "unknown_user"}
         elif reserved.outcome == "locked":
-            outcome, resource_id = "locked", reserved.actor_id
-            details = {"reason": "locked", "username": name}
+            outcome, details = "locked", {"reason": "locked", "username": name}
         else:
-            outcome, resource_id = "denied", reserved.actor_id
+            outcome = "denied"
             details = {
                 "reason": "wrong_password",
                 "username": name,
                 "failed_attempts": reserved.failed_attempts,
                 "locked": reserved.failed_attempts >= self.threshold,
             }
+        await self._record_failure(address, name, reserved, outcome, details)
+
+    async def _record_failure(
+        self, address: str, name: str, reserved: _Reserved, outcome: str, details: dict[str, Any]
+    ) -> None:
+        """One audit row (actor: the client address); unknown usernames only as a digest."""
+        if reserved.actor_id is None:
+            details.setdefault("username_sha256", hashlib.sha256(name.encode()).hexdigest())
         async with self.runtime.sessions.begin() as db:
             record(
                 db,
                 Actor.anonymous(address),
                 ACTION_LOGIN,
                 resource_type="breakglass_credential",
-                resource_id=resource_id,
+                resource_id=reserved.actor_id or "",
                 outcome=outcome,
                 category="auth",
                 details=details,
