@@ -218,9 +218,6 @@ class BreakglassService:
         }
         if new_hash is not None:
             values["password_hash"] = new_hash
-        # The first session ever creates the signing key in a transaction of its own; on SQLite
-        # that must happen before this transaction takes the write lock, or the two deadlock.
-        await self.runtime.browser_sessions.keys.signing_key()
         async with self.runtime.sessions() as db:
             await db.execute(
                 update(BreakglassCredential)
