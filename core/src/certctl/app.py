@@ -18,6 +18,7 @@ from certctl.domain.auth.controller import AuthController
 from certctl.domain.auth.guards import authorize
 from certctl.domain.auth.keys_controller import KeysController
 from certctl.domain.auth.roles_controller import GrantsController, RolesController
+from certctl.domain.breakglass.controller import breakglass_controllers
 from certctl.domain.certificates.controller import CertificateController
 from certctl.domain.compliance.controller import PolicyController
 from certctl.domain.connectors.controller import connector_controllers
@@ -90,6 +91,8 @@ def create_app(
             SessionsController,
             LogoutController,
             UsersController,
+            # guard: break-glass sign-in (only when CERTCTL_BREAKGLASS_ENABLED)
+            *breakglass_controllers(settings),
         ],
         dependencies=DEPENDENCIES,
         guards=[authorize],

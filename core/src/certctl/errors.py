@@ -10,6 +10,7 @@
     ├── Conflict                 409 the resource's state does not allow this
     ├── Gone                     410 a one-time resource was already used
     ├── PolicyViolation          422 the request breaks the certificate profile's policy
+    ├── TooManyRequests          429 over a rate limit (``Retry-After`` says when to retry)
     └── ServiceUnavailable       503 a dependency (database, plugin) is not usable
 
 Connector errors (``certctl_sdk.errors``) raised inside a request map in ``lib/problem.py``.
@@ -28,6 +29,7 @@ __all__ = [
     "NotFound",
     "PolicyViolation",
     "ServiceUnavailable",
+    "TooManyRequests",
     "Unauthorized",
 ]
 
@@ -88,6 +90,17 @@ class PolicyViolation(CertctlError):
 
     status = 422
     title = "Policy Violation"
+
+
+class TooManyRequests(CertctlError):
+    """Over a rate limit; ``retry_after`` (whole seconds) becomes the ``Retry-After`` header."""
+
+    status = 429
+    title = "Too Many Requests"
+
+    def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after_seconds=max(1, retry_after), **extra)
+        self.retry_after = max(1, retry_after)
 
 
 class ServiceUnavailable(CertctlError):

@@ -87,6 +87,12 @@ class Runtime:
         )
         """Session cookies, CSRF, signing keys; ``self.sessions`` is the database's."""
         self.auth.add_source(self.browser_sessions.authenticate)
+        # guard: the request rate limit and break-glass sign-in (issue 4)
+        from certctl.domain.breakglass.service import BreakglassService
+        from certctl.lib.ratelimit_http import RequestLimits
+
+        self.rate_limits = RequestLimits(settings)
+        self.breakglass = BreakglassService(self)
         self.connectors = ConnectorService(self.host.registry, self.sessions, self.box, self.http)
         self.worker = Worker(self)
         self.role = role
@@ -109,6 +115,7 @@ class Runtime:
 
             self.scheduler = Scheduler(self, role=self.role)
             await self.scheduler.start()
+        await self.breakglass.start()  # guard (issue 4): WARN when enabled, dummy hash
 
     def scheduler_wake(self, loop: str) -> None:
         """Run a wakeable loop now (no-op when this process runs no background work)."""
@@ -117,6 +124,7 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop background work and release every resource."""
+        await self.rate_limits.aclose()  # guard (issue 4)
         if self.scheduler is not None:
             await self.scheduler.stop()
             self.scheduler = None

@@ -194,6 +194,20 @@ def _thresholds(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     return tuple(values)
 
 
+# guard (rate limiting, break-glass): a rate where 0 means "inherit the global one".
+def _rate(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a number, got {raw!r}") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise SettingsError(f"{name}: must be a finite number, at least 0")
+    return value
+
+
 def normalise_database_url(url: str) -> str:
     """Accept the usual spellings and pick the async driver SQLAlchemy needs."""
     for prefix in ("postgres://", "postgresql://"):
@@ -302,6 +316,41 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Refuse a session cookie sent from another client address than at sign-in."""
     session_bind_user_agent: bool = False
     """Refuse a session cookie sent with another User-Agent than at sign-in."""
+    # guard: rate limiting (issue 4) -------------------------------------------------------
+    rate_limit_enabled: bool = True
+    """The general request limit (token buckets per caller; see lib/ratelimit_http.py)."""
+    rate_limit_rps: float = 50.0
+    """Budget of unauthenticated callers, per source address: tokens per second..."""
+    rate_limit_burst: int = 100
+    """...and at most this many at once."""
+    rate_limit_per_user_rps: float = 0.0
+    """Budget of each authenticated actor (API key, user); 0 means ``rate_limit_rps``."""
+    rate_limit_per_user_burst: int = 0
+    """0 means ``rate_limit_burst``."""
+    rate_limit_bucket_ttl_seconds: int = 3600
+    """Buckets idle this long are forgotten (they are full again by then)."""
+    rate_limit_lease: int = 10
+    """PostgreSQL: most tokens a replica takes from a shared bucket at once (1 = exact)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """CIDRs whose ``X-Forwarded-For`` is believed; other peers are the client themselves."""
+    # guard: break-glass (issue 4) ----------------------------------------------------------
+    breakglass_enabled: bool = False
+    """Local password sign-in for recovery when SSO is down; off means every route is 404."""
+    breakglass_lockout_threshold: int = 5
+    """Failed sign-ins (within the reset interval) after which an account is locked..."""
+    breakglass_lockout_duration_seconds: int = 30
+    """...for this long."""
+    breakglass_lockout_reset_seconds: int = 3600
+    """Failures older than this no longer count towards a lockout."""
+    breakglass_login_per_ip_min: int = 5
+    """Sign-in attempts per source address per minute."""
+    breakglass_min_password_length: int = 16
+    breakglass_argon2_memory_kib: int = 65536
+    """Argon2id cost (RFC 9106's second recommendation); tests lower it, operators do not."""
+    breakglass_argon2_time_cost: int = 3
+    breakglass_argon2_parallelism: int = 4
+    breakglass_hash_concurrency: int = 2
+    """Argon2 computations at once per process (each takes the memory above and a core)."""
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -401,6 +450,34 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             "session_bind_ip": _bool(e, "CERTCTL_SESSION_BIND_IP", False),
             "session_bind_user_agent": _bool(e, "CERTCTL_SESSION_BIND_USER_AGENT", False),
+            # guard: rate limiting and break-glass (issue 4)
+            "rate_limit_enabled": _bool(e, "CERTCTL_RATE_LIMIT_ENABLED", True),
+            "rate_limit_rps": _rate(e, "CERTCTL_RATE_LIMIT_RPS", 50.0),
+            "rate_limit_burst": _int(e, "CERTCTL_RATE_LIMIT_BURST", 100, minimum=1),
+            "rate_limit_per_user_rps": _rate(e, "CERTCTL_RATE_LIMIT_PER_USER_RPS", 0.0),
+            "rate_limit_per_user_burst": _int(e, "CERTCTL_RATE_LIMIT_PER_USER_BURST", 0),
+            "rate_limit_bucket_ttl_seconds": _duration(e, "CERTCTL_RATE_LIMIT_BUCKET_TTL", 3600),
+            "rate_limit_lease": _int(e, "CERTCTL_RATE_LIMIT_LEASE", 10, minimum=1),
+            "trusted_proxies": _list(e, "CERTCTL_TRUSTED_PROXIES") or (),
+            "breakglass_enabled": _bool(e, "CERTCTL_BREAKGLASS_ENABLED", False),
+            "breakglass_lockout_threshold": _int(
+                e, "CERTCTL_BREAKGLASS_LOCKOUT_THRESHOLD", 5, minimum=1
+            ),
+            "breakglass_lockout_duration_seconds": _duration(
+                e, "CERTCTL_BREAKGLASS_LOCKOUT_DURATION", 30
+            ),
+            "breakglass_lockout_reset_seconds": _duration(
+                e, "CERTCTL_BREAKGLASS_LOCKOUT_RESET_INTERVAL", 3600
+            ),
+            "breakglass_login_per_ip_min": _int(
+                e, "CERTCTL_BREAKGLASS_LOGIN_RATE_LIMIT_PER_MIN", 5, minimum=1
+            ),
+            "breakglass_min_password_length": _int(
+                e, "CERTCTL_BREAKGLASS_MIN_PASSWORD_LENGTH", 16, minimum=12
+            ),
+            "breakglass_hash_concurrency": _int(
+                e, "CERTCTL_BREAKGLASS_HASH_CONCURRENCY", 2, minimum=1
+            ),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):
@@ -456,4 +533,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 "CERTCTL_SESSION_SIGNING_KEY_RETENTION must be at least "
                 "CERTCTL_SESSION_ABSOLUTE_TIMEOUT"
+            )
+        # guard: rate limiting and break-glass (issue 4)
+        if self.rate_limit_enabled and self.rate_limit_rps <= 0:
+            raise SettingsError("CERTCTL_RATE_LIMIT_RPS: must be positive while limits are on")
+        try:
+            from certctl.lib.ratelimit_http import parse_networks
+
+            parse_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise SettingsError(f"CERTCTL_TRUSTED_PROXIES: {exc}") from None
+        if self.breakglass_lockout_reset_seconds < self.breakglass_lockout_duration_seconds:
+            raise SettingsError(
+                "CERTCTL_BREAKGLASS_LOCKOUT_RESET_INTERVAL must not be shorter than "
+                "CERTCTL_BREAKGLASS_LOCKOUT_DURATION"
             )

@@ -9,12 +9,32 @@ document fails here.
 import re
 from pathlib import Path
 
+import pytest
+
 from certctl.domain.auth.guards import PUBLIC_ROUTES, _litestar_handler
 from certctl.domain.auth.permissions import ALL_PERMISSIONS
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "security.md"
+
+
 AUTHENTICATED = "(authenticated)"
 OPENAPI_PATH = "/schema"
+
+
+@pytest.fixture
+async def client(app_factory):
+    """Every optional route switched on: break-glass routes exist only while it is enabled.
+
+    The request limit is off: these tests call every route without credentials from one
+    address, well past a burst (test_rate_limit.py covers the limit).
+    """
+    return await app_factory(
+        rate_limit_enabled=False,
+        breakglass_enabled=True,
+        breakglass_argon2_memory_kib=1024,
+        breakglass_argon2_time_cost=1,
+        breakglass_argon2_parallelism=1,
+    )
 
 
 def _path(route_path: str) -> str:

@@ -159,8 +159,12 @@ async def test_status_shows_loops_runs_errors_and_the_leader(
         "compliance-evaluation",
         "garbage-collection",
         "session-gc",
+        "rate-limit-janitor",
     }
-    assert [name for name, loop in loops.items() if not loop["leader_only"]] == ["job-processor"]
+    assert [name for name, loop in loops.items() if not loop["leader_only"]] == [
+        "job-processor",
+        "rate-limit-janitor",  # each replica forgets its own in-process buckets
+    ]
     assert loops["renewal-check"]["leader_only"] is True
     assert loops["job-processor"]["leader_only"] is False
     assert loops["renewal-check"]["env"] == "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL"

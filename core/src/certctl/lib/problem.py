@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from certctl.errors import CertctlError
+from certctl.errors import CertctlError, TooManyRequests
 from certctl.lib.encryption import DecryptionError
 from certctl_sdk.errors import (
     AuthenticationError,
@@ -62,6 +62,8 @@ def _certctl_error(_: Request[Any, Any, Any], exc: CertctlError) -> Response[dic
     # An error may carry Set-Cookie values (a rejected session cookie is cleared).
     for cookie in getattr(exc, "cookies", ()):
         response.set_cookie(cookie)
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
 

@@ -119,6 +119,11 @@ async def _session_gc(runtime: Runtime) -> int:
     return await collect_sessions(runtime)
 
 
+# guard (issue 4)
+async def _rate_limit_janitor(runtime: Runtime) -> int:
+    return await runtime.rate_limits.prune()
+
+
 def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
     """The loops of this process, intervals resolved from its settings."""
     settings = runtime.settings
@@ -229,6 +234,19 @@ def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
             interval=3600.0,
             leader_only=True,
             timeout=300.0,
+        ),
+        # guard (issue 4)
+        LoopSpec(
+            name="rate-limit-janitor",
+            description=(
+                "forget rate-limit buckets idle for CERTCTL_RATE_LIMIT_BUCKET_TTL (this "
+                "process's, and on PostgreSQL the shared rows)"
+            ),
+            run=_rate_limit_janitor,
+            interval=300.0,
+            leader_only=False,
+            timeout=60.0,
+            run_at_start=False,
         ),
     ]
     known = {spec.name for spec in specs}

@@ -3,6 +3,7 @@
 from certctl.db.models.approval import ApprovalRequest
 from certctl.db.models.audit import AuditEvent
 from certctl.db.models.auth import ApiKey, SystemFlag
+from certctl.db.models.breakglass import BreakglassCredential  # guard (issue 4)
 from certctl.db.models.certificate import (
     CertificateProfile,
     CertificateTarget,
@@ -15,6 +16,7 @@ from certctl.db.models.connector import ConnectorInstance, ConnectorState
 from certctl.db.models.job import Job
 from certctl.db.models.notification import Notification
 from certctl.db.models.ocsp import OcspResponder
+from certctl.db.models.ratelimit import RateLimitBucket  # guard (issue 4)
 from certctl.db.models.rbac import AuthGeneration, Permission, Role, RoleGrant, RolePermission
 from certctl.db.models.renewal_policy import RenewalPolicy
 from certctl.db.models.revocation import CertificateRevocation, CrlState
@@ -29,6 +31,7 @@ __all__ = [
     "ApprovalRequest",
     "AuditEvent",
     "AuthGeneration",
+    "BreakglassCredential",
     "BrowserSession",
     "CertificateProfile",
     "CertificateRevocation",
@@ -45,6 +48,7 @@ __all__ = [
     "OcspResponder",
     "Permission",
     "PolicyRule",
+    "RateLimitBucket",
     "RenewalPolicy",
     "Role",
     "RoleGrant",

@@ -38,6 +38,8 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "/.well-known/pki/ocsp/{issuer_id}/{encoded}",
         # browser sessions
         "/auth/logout",
+        # guard: break-glass sign-in (a route only while CERTCTL_BREAKGLASS_ENABLED)
+        "/auth/breakglass/login",
     }
 )
 """Paths answered without credentials (``/schema`` covers the OpenAPI document and its UIs).
@@ -70,15 +72,25 @@ async def authorize(
 ) -> None:
     """Litestar guard: 401 without valid credentials, 403 without the route's permission.
 
+    Every request is charged to the rate limit first (429 when over): by actor once
+    authenticated, else by source address (see :mod:`certctl.lib.ratelimit_http`).
+
     A route may also declare ``opt={"scope": ("profile", "profile_id")}``: the permission is
     then also satisfied by a grant scoped to the profile (or issuer) the path names.
     """
     opt = handler.opt
     internal = _litestar_handler(handler)
+    runtime = connection.app.state.runtime
     if opt.get("public") or internal == "openapi":
+        await runtime.rate_limits.check(connection, None)  # by source address
         return
-    actor = await connection.app.state.runtime.auth.authenticate(connection)
+    try:
+        actor = await runtime.auth.authenticate(connection)
+    except (Unauthorized, Forbidden):
+        await runtime.rate_limits.check(connection, None)  # failed credentials cost budget too
+        raise
     connection.scope["certctl_actor"] = actor  # type: ignore[typeddict-unknown-key]
+    await runtime.rate_limits.check(connection, actor)
     permission = opt.get("permission")
     if permission is None:
         if opt.get("authenticated") or internal == "options":

@@ -32,6 +32,7 @@ from certctl.domain.ocsp.http import (
     route,
 )
 from certctl.domain.ocsp.service import OcspResponderService, unsuccessful
+from certctl.lib.ratelimit_http import client_address
 
 __all__ = ["OcspFastPath"]
 
@@ -67,7 +68,6 @@ class OcspFastPath:
                 content_type = value.decode("latin-1")
             elif name == b"content-length":
                 content_length = value.decode("latin-1")
-        client = scope.get("client")
 
         async def read_body() -> bytes | None:
             chunks: list[bytes] = []
@@ -88,7 +88,7 @@ class OcspFastPath:
             reply = await answer(
                 self.service,
                 where,
-                client=client[0] if client else "unknown",
+                client=client_address(scope, self.service.runtime.rate_limits.trusted_proxies),
                 content_type=content_type,
                 content_length=content_length,
                 read_body=read_body,

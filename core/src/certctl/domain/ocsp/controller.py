@@ -21,6 +21,7 @@ from certctl.domain.ocsp.http import (
     answer,
 )
 from certctl.domain.ocsp.service import OcspResponderService
+from certctl.lib.ratelimit_http import client_address
 
 __all__ = ["MAX_REQUEST_BYTES", "OcspController"]
 
@@ -34,7 +35,7 @@ async def _respond(request: Request[Any, Any, Any], where: Route) -> Response[by
     reply = await answer(
         service,
         where,
-        client=request.client.host if request.client else "unknown",
+        client=client_address(request.scope, service.runtime.rate_limits.trusted_proxies),
         content_type=request.headers.get("content-type", ""),
         content_length=request.headers.get("content-length"),
         read_body=read_body,

@@ -55,8 +55,8 @@ from certctl.db.models import (
     OcspResponder,
 )
 from certctl.domain.ocsp.index import RevocationIndex
-from certctl.domain.ocsp.ratelimit import RateLimiter
 from certctl.lib.keys import build_csr, private_key_pem
+from certctl.lib.ratelimit import LocalLimiter
 from certctl_sdk import Issuer, IssueRequest, PendingIssuance
 from certctl_sdk.issuer import IssuerCapability
 from certctl_sdk.models import ExtendedKeyUsage, SubjectAltNames
@@ -231,7 +231,8 @@ class OcspResponderService:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.limiter = RateLimiter(runtime.settings.ocsp_rate_limit_per_ip_min)
+        # Per process on purpose: a database round trip per request would undo the fast path.
+        self.limiter = LocalLimiter.per_minute(runtime.settings.ocsp_rate_limit_per_ip_min)
         self.refresh_seconds = runtime.settings.ocsp_refresh_ms / 1000
         self._states: dict[str, _IssuerState] = {}
         self._issued: OrderedDict[tuple[str, str], float] = OrderedDict()

@@ -1,0 +1,1 @@
+"""Break-glass: local Argon2id passwords that start admin sessions when SSO is unavailable."""
