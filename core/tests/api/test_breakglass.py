@@ -308,7 +308,8 @@ async def test_policy_bad_input_and_no_escalation(app_factory, admin_headers, vi
         json={"username": "rescue", "password": PASSWORD, "role_id": "r-nope"},
         headers=admin_headers,
     )
-    assert r.status_code == 404
+    assert r.status_code == 400
+    assert "unknown role" in r.json()["detail"]
     async with _browser(client) as browser:
         r = await browser.post(
             LOGIN,
