@@ -32,6 +32,8 @@ from certctl.domain.profiles.controller import ProfileController
 from certctl.domain.renewal_policies.controller import RenewalPolicyController
 from certctl.domain.revocation.controller import CrlController, RevocationController
 from certctl.domain.scheduler.controller import SchedulerController
+from certctl.domain.sso.admin_controller import SsoAdminController
+from certctl.domain.sso.controller import SsoBrowserController
 from certctl.domain.system.controller import SystemController
 from certctl.lib.audit_middleware import AuditFailuresMiddleware
 from certctl.lib.deps import DEPENDENCIES
@@ -84,6 +86,9 @@ def create_app(
             RenewalPolicyController,
             NotificationController,
             DigestController,
+            # SSO (oidc)
+            SsoBrowserController,
+            SsoAdminController,
         ],
         dependencies=DEPENDENCIES,
         guards=[authorize],

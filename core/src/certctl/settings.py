@@ -287,6 +287,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Refuse to start while the demo actor's admin grant survives outside demo mode."""
     """How often (at most) the responder re-reads an issuer's revocation count; revocations
     made by another process are answered within this bound, this process's at once."""
+    # SSO (oidc)
+    oidc_prelogin_bind_user_agent: bool = True
+    """The callback must come from the User-Agent that started the login."""
+    oidc_prelogin_bind_ip: bool = True
+    """The callback must come from the client address that started the login."""
+    oidc_bcl_max_age_seconds: int = 60
+    """How old (by ``iat``) a back-channel logout token may be."""
+    bootstrap_admin_groups: tuple[str, ...] = ()
+    """IdP groups whose first member to sign in becomes admin while no admin exists."""
+    bootstrap_oidc_provider_id: str = ""
+    """When set, only this SSO provider's users can be the first admin by group."""
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -374,6 +385,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "ocsp_refresh_ms": _int(e, "CERTCTL_OCSP_REFRESH_MS", 500),
             "auth_cache_ms": _int(e, "CERTCTL_AUTH_CACHE_MS", 1000),
             "demo_mode_residual_strict": _bool(e, "CERTCTL_DEMO_MODE_RESIDUAL_STRICT", False),
+            # SSO (oidc)
+            "oidc_prelogin_bind_user_agent": _bool(
+                e, "CERTCTL_OIDC_PRELOGIN_BIND_USER_AGENT", True
+            ),
+            "oidc_prelogin_bind_ip": _bool(e, "CERTCTL_OIDC_PRELOGIN_BIND_IP", True),
+            "oidc_bcl_max_age_seconds": _int(e, "CERTCTL_OIDC_BCL_MAX_AGE_SECONDS", 60, minimum=1),
+            "bootstrap_admin_groups": _list(e, "CERTCTL_BOOTSTRAP_ADMIN_GROUPS") or (),
+            "bootstrap_oidc_provider_id": e.get("CERTCTL_BOOTSTRAP_OIDC_PROVIDER_ID", "").strip(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):
@@ -414,3 +433,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("CERTCTL_RENEWAL_JITTER_PERCENT: must be between 0 and 50")
         if self.auth_type == "none" and not self.demo:
             raise SettingsError("CERTCTL_AUTH_TYPE=none is only allowed in demo mode")
+        # SSO (oidc)
+        if not 1 <= self.oidc_bcl_max_age_seconds <= 600:
+            raise SettingsError("CERTCTL_OIDC_BCL_MAX_AGE_SECONDS: must be between 1 and 600")
+        if self.bootstrap_oidc_provider_id and not self.bootstrap_admin_groups:
+            raise SettingsError(
+                "CERTCTL_BOOTSTRAP_OIDC_PROVIDER_ID needs CERTCTL_BOOTSTRAP_ADMIN_GROUPS"
+            )

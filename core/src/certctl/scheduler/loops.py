@@ -113,6 +113,13 @@ async def _compliance(runtime: Runtime) -> int:
     return await evaluate_compliance(runtime)
 
 
+# SSO (oidc)
+async def _sso_gc(runtime: Runtime) -> int:
+    from certctl.domain.sso.gc import collect_sso_garbage
+
+    return await collect_sso_garbage(runtime)
+
+
 def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
     """The loops of this process, intervals resolved from its settings."""
     settings = runtime.settings
@@ -210,6 +217,16 @@ def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
             interval=3600.0,
             leader_only=True,
             timeout=300.0,
+            run_at_start=False,
+        ),
+        # SSO (oidc)
+        LoopSpec(
+            name="sso-gc",
+            description="delete expired SSO pre-login rows and used logout-token ids",
+            run=_sso_gc,
+            interval=600.0,
+            leader_only=True,
+            timeout=120.0,
             run_at_start=False,
         ),
     ]

@@ -20,6 +20,9 @@ from certctl.db.models.renewal_policy import RenewalPolicy
 from certctl.db.models.revocation import CertificateRevocation, CrlState
 from certctl.db.models.scheduler import SchedulerLease, SchedulerLoopRun, SchedulerReplica
 
+# SSO (oidc)
+from certctl.db.models.sso import OidcLogoutJti, OidcPendingLogin
+
 __all__ = [
     "ApiKey",
     "ApprovalRequest",
@@ -38,6 +41,9 @@ __all__ = [
     "ManagedCertificate",
     "Notification",
     "OcspResponder",
+    # SSO (oidc)
+    "OidcLogoutJti",
+    "OidcPendingLogin",
     "Permission",
     "PolicyRule",
     "RenewalPolicy",

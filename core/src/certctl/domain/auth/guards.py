@@ -35,6 +35,10 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "/.well-known/pki/ocsp/{issuer_id}",
         "/.well-known/pki/ocsp/{issuer_id}/serial/{serial}",
         "/.well-known/pki/ocsp/{issuer_id}/{encoded}",
+        # SSO (oidc)
+        "/auth/oidc/login",
+        "/auth/oidc/callback",
+        "/auth/oidc/back-channel-logout",
     }
 )
 """Paths answered without credentials (``/schema`` covers the OpenAPI document and its UIs).
