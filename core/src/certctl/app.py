@@ -32,9 +32,11 @@ from certctl.domain.profiles.controller import ProfileController
 from certctl.domain.renewal_policies.controller import RenewalPolicyController
 from certctl.domain.revocation.controller import CrlController, RevocationController
 from certctl.domain.scheduler.controller import SchedulerController
+from certctl.domain.sessions.controller import LogoutController, SessionsController
 from certctl.domain.sso.admin_controller import SsoAdminController
 from certctl.domain.sso.controller import SsoBrowserController
 from certctl.domain.system.controller import SystemController
+from certctl.domain.users.controller import UsersController
 from certctl.lib.audit_middleware import AuditFailuresMiddleware
 from certctl.lib.deps import DEPENDENCIES
 from certctl.lib.problem import exception_handlers
@@ -86,6 +88,10 @@ def create_app(
             RenewalPolicyController,
             NotificationController,
             DigestController,
+            # browser sessions and federated users
+            SessionsController,
+            LogoutController,
+            UsersController,
             # SSO (oidc)
             SsoBrowserController,
             SsoAdminController,

@@ -22,6 +22,7 @@ from certctl.domain.auth.generation import GenerationWatch
 from certctl.domain.auth.keystore import ApiKeyStore
 from certctl.domain.auth.rbac import RoleResolver
 from certctl.domain.connectors.service import ConnectorService
+from certctl.domain.sessions.manager import SessionManager
 from certctl.lib.encryption import SecretBox
 from certctl.plugins.manager import PluginHost, load_plugins
 from certctl.settings import Settings
@@ -80,6 +81,16 @@ class Runtime:
         self.auth = Authenticator(
             demo=settings.auth_type == "none", keys=self.keys, roles=self.roles
         )
+        # --- browser sessions (domain/sessions) ---
+        self.browser_sessions = SessionManager(
+            settings, self.sessions, self.box, self.auth_generation, self.roles
+        )
+        """Session cookies, CSRF, signing keys; ``self.sessions`` is the database's."""
+        self.auth.add_source(self.browser_sessions.authenticate)
+        # SSO (oidc): expired pre-login rows and used logout-token ids go with the session GC.
+        from certctl.domain.sso.gc import collect_sso_garbage
+
+        self.browser_sessions.add_sweep("sso", collect_sso_garbage)
         self.connectors = ConnectorService(self.host.registry, self.sessions, self.box, self.http)
         self.worker = Worker(self)
         self.role = role

@@ -287,6 +287,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Refuse to start while the demo actor's admin grant survives outside demo mode."""
     """How often (at most) the responder re-reads an issuer's revocation count; revocations
     made by another process are answered within this bound, this process's at once."""
+    # --- browser sessions (domain/sessions) ---
+    session_samesite: str = "lax"
+    """SameSite of the session and CSRF cookies: ``lax`` or ``strict`` (never ``none``)."""
+    session_idle_timeout: int = 3600
+    """Seconds without a request after which a session ends."""
+    session_absolute_timeout: int = 8 * 3600
+    """Seconds after sign-in after which a session ends, however active."""
+    session_signing_key_rotation: int = 7 * 86400
+    """Age at which the cookie signing key is replaced (by the session GC loop)."""
+    session_signing_key_retention: int = 86400
+    """How long a replaced signing key still verifies cookies it signed."""
+    session_bind_ip: bool = False
+    """Refuse a session cookie sent from another client address than at sign-in."""
+    session_bind_user_agent: bool = False
+    """Refuse a session cookie sent with another User-Agent than at sign-in."""
     # SSO (oidc)
     oidc_prelogin_bind_user_agent: bool = True
     """The callback must come from the User-Agent that started the login."""
@@ -385,6 +400,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "ocsp_refresh_ms": _int(e, "CERTCTL_OCSP_REFRESH_MS", 500),
             "auth_cache_ms": _int(e, "CERTCTL_AUTH_CACHE_MS", 1000),
             "demo_mode_residual_strict": _bool(e, "CERTCTL_DEMO_MODE_RESIDUAL_STRICT", False),
+            # --- browser sessions (domain/sessions) ---
+            "session_samesite": (e.get("CERTCTL_SESSION_SAMESITE") or "lax").strip().lower(),
+            "session_idle_timeout": _duration(e, "CERTCTL_SESSION_IDLE_TIMEOUT", 3600),
+            "session_absolute_timeout": _duration(e, "CERTCTL_SESSION_ABSOLUTE_TIMEOUT", 8 * 3600),
+            "session_signing_key_rotation": _duration(
+                e, "CERTCTL_SESSION_SIGNING_KEY_ROTATION", 7 * 86400
+            ),
+            "session_signing_key_retention": _duration(
+                e, "CERTCTL_SESSION_SIGNING_KEY_RETENTION", 86400
+            ),
+            "session_bind_ip": _bool(e, "CERTCTL_SESSION_BIND_IP", False),
+            "session_bind_user_agent": _bool(e, "CERTCTL_SESSION_BIND_USER_AGENT", False),
             # SSO (oidc)
             "oidc_prelogin_bind_user_agent": _bool(
                 e, "CERTCTL_OIDC_PRELOGIN_BIND_USER_AGENT", True
@@ -433,6 +460,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("CERTCTL_RENEWAL_JITTER_PERCENT: must be between 0 and 50")
         if self.auth_type == "none" and not self.demo:
             raise SettingsError("CERTCTL_AUTH_TYPE=none is only allowed in demo mode")
+        # --- browser sessions (domain/sessions) ---
+        if self.session_samesite not in ("lax", "strict"):
+            # "none" would send the session cookie on cross-site requests.
+            raise SettingsError(
+                f"CERTCTL_SESSION_SAMESITE: expected lax or strict, got {self.session_samesite!r}"
+            )
+        if self.session_idle_timeout > self.session_absolute_timeout:
+            raise SettingsError(
+                "CERTCTL_SESSION_IDLE_TIMEOUT must not exceed CERTCTL_SESSION_ABSOLUTE_TIMEOUT"
+            )
+        if self.session_signing_key_retention < self.session_absolute_timeout:
+            # A retired key must outlive every cookie it signed, or rotation ends live sessions.
+            raise SettingsError(
+                "CERTCTL_SESSION_SIGNING_KEY_RETENTION must be at least "
+                "CERTCTL_SESSION_ABSOLUTE_TIMEOUT"
+            )
         # SSO (oidc)
         if not 1 <= self.oidc_bcl_max_age_seconds <= 600:
             raise SettingsError("CERTCTL_OIDC_BCL_MAX_AGE_SECONDS: must be between 1 and 600")

@@ -58,7 +58,11 @@ def problem_response(
 
 
 def _certctl_error(_: Request[Any, Any, Any], exc: CertctlError) -> Response[dict[str, Any]]:
-    return problem_response(exc.status, exc.detail, title=exc.title, **exc.extra)
+    response = problem_response(exc.status, exc.detail, title=exc.title, **exc.extra)
+    # An error may carry Set-Cookie values (a rejected session cookie is cleared).
+    for cookie in getattr(exc, "cookies", ()):
+        response.set_cookie(cookie)
+    return response
 
 
 def _connector_error(_: Request[Any, Any, Any], exc: ConnectorError) -> Response[dict[str, Any]]:

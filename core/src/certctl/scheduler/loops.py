@@ -113,11 +113,10 @@ async def _compliance(runtime: Runtime) -> int:
     return await evaluate_compliance(runtime)
 
 
-# SSO (oidc)
-async def _sso_gc(runtime: Runtime) -> int:
-    from certctl.domain.sso.gc import collect_sso_garbage
+async def _session_gc(runtime: Runtime) -> int:
+    from certctl.domain.sessions.gc import collect_sessions
 
-    return await collect_sso_garbage(runtime)
+    return await collect_sessions(runtime)
 
 
 def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
@@ -219,15 +218,17 @@ def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
             timeout=300.0,
             run_at_start=False,
         ),
-        # SSO (oidc)
+        # browser sessions
         LoopSpec(
-            name="sso-gc",
-            description="delete expired SSO pre-login rows and used logout-token ids",
-            run=_sso_gc,
-            interval=600.0,
+            name="session-gc",
+            description=(
+                "delete ended sessions, rotate and prune the session signing keys, and run the "
+                "sign-in features' sweeps"
+            ),
+            run=_session_gc,
+            interval=3600.0,
             leader_only=True,
-            timeout=120.0,
-            run_at_start=False,
+            timeout=300.0,
         ),
     ]
     known = {spec.name for spec in specs}

@@ -20,14 +20,17 @@ from certctl.db.models.renewal_policy import RenewalPolicy
 from certctl.db.models.revocation import CertificateRevocation, CrlState
 from certctl.db.models.scheduler import SchedulerLease, SchedulerLoopRun, SchedulerReplica
 
-# SSO (oidc)
-from certctl.db.models.sso import OidcLogoutJti, OidcPendingLogin
+# sessions and federated users
+from certctl.db.models.session import BrowserSession, SessionSigningKey
+from certctl.db.models.sso import OidcLogoutJti, OidcPendingLogin  # SSO (oidc)
+from certctl.db.models.user import User
 
 __all__ = [
     "ApiKey",
     "ApprovalRequest",
     "AuditEvent",
     "AuthGeneration",
+    "BrowserSession",
     "CertificateProfile",
     "CertificateRevocation",
     "CertificateTarget",
@@ -53,5 +56,7 @@ __all__ = [
     "SchedulerLease",
     "SchedulerLoopRun",
     "SchedulerReplica",
+    "SessionSigningKey",
     "SystemFlag",
+    "User",
 ]

@@ -35,6 +35,8 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "/.well-known/pki/ocsp/{issuer_id}",
         "/.well-known/pki/ocsp/{issuer_id}/serial/{serial}",
         "/.well-known/pki/ocsp/{issuer_id}/{encoded}",
+        # browser sessions
+        "/auth/logout",
         # SSO (oidc)
         "/auth/oidc/login",
         "/auth/oidc/callback",

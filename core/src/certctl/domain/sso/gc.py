@@ -1,4 +1,4 @@
-"""The ``sso-gc`` loop: delete expired pre-login rows and logout-token ids past their use."""
+"""The SSO sweep of the session GC: expired pre-login rows and stale logout-token ids."""
 
 from __future__ import annotations
 

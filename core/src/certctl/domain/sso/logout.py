@@ -4,7 +4,7 @@ The token names its issuer; the providers with that issuer (and the token's audi
 verify it with their own keys and rules (:meth:`SsoProvider.verify_logout_token`). A verified
 token's ``jti`` is inserted into ``oidc_logout_jtis`` in the same transaction as the
 revocation, so a replayed token is refused (400) and never revokes twice; rows are swept by the
-``sso-gc`` loop once the token could no longer be fresh.
+session GC loop once the token could no longer be fresh.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Single sign-on: pre-login rows of OIDC logins in flight, and used logout-token ids.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-02 08:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0009'
-down_revision: str | None = '0007'
+down_revision: str | None = '0008'
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 

@@ -1,0 +1,1 @@
+"""Browser sessions: signed cookies, CSRF, signing keys, the sessions API and logout."""
