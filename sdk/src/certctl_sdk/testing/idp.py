@@ -34,6 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
+import httpx
 from jwcrypto import jwk, jws
 
 __all__ = ["REMOVE", "IdpClient", "IdpUser", "InProcessIdp", "TokenRequest"]
@@ -243,6 +244,20 @@ class InProcessIdp:
             "backchannel_logout_supported": True,
             "backchannel_logout_session_supported": True,
         }
+
+    async def authorize(self, url: str) -> str:
+        """Open an authorization URL as a browser would (real HTTP); return where it sends us.
+
+        The user is signed in without a prompt, so the answer is the redirect back to the
+        relying party's callback (with ``code``, ``state`` and ``iss``, or an ``error``).
+        """
+        async with httpx.AsyncClient(trust_env=False) as client:
+            response = await client.get(url)
+        if response.status_code != 302:
+            raise AssertionError(
+                f"the IdP refused the request: {response.status_code} {response.text}"
+            )
+        return response.headers["location"]
 
     # -- tokens ----------------------------------------------------------------------------
 

@@ -70,13 +70,21 @@ class SsoBrowserController(Controller):
         self,
         request: Request[Any, Any, Any],
         runtime: RuntimeDep,
-        state: FromQuery[str | None] = None,
-        code: FromQuery[str | None] = None,
-        iss: FromQuery[str | None] = None,
-        error: FromQuery[str | None] = None,
     ) -> Response[Any]:
-        """Finish the login: validate, start the session, 303 to where the login began."""
-        done = await finish_login(runtime, request, state=state, code=code, iss=iss, error=error)
+        """Finish the login: validate, start the session, 303 to where the login began.
+
+        Query: ``state``, ``code``, ``iss`` (RFC 9207) or ``error`` (read from the query
+        directly: ``state`` is a reserved parameter name in Litestar).
+        """
+        query = request.query_params
+        done = await finish_login(
+            runtime,
+            request,
+            state=query.get("state"),
+            code=query.get("code"),
+            iss=query.get("iss"),
+            error=query.get("error"),
+        )
         response = Redirect(done.redirect_after, status_code=303, headers=_NO_STORE)
         set_session_cookies(response, done.session, runtime.settings)
         response.set_cookie(_pending_cookie("", 0))
