@@ -113,6 +113,10 @@ class Runtime:
 
             self.scheduler = Scheduler(self, role=self.role)
             await self.scheduler.start()
+        # SSO (oidc): a provider declared in CERTCTL_OIDC_PROVIDER_FILE.
+        from certctl.domain.sso.seed import seed_provider
+
+        await seed_provider(self)
 
     def scheduler_wake(self, loop: str) -> None:
         """Run a wakeable loop now (no-op when this process runs no background work)."""

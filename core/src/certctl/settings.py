@@ -312,7 +312,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     bootstrap_admin_groups: tuple[str, ...] = ()
     """IdP groups whose first member to sign in becomes admin while no admin exists."""
     bootstrap_oidc_provider_id: str = ""
-    """When set, only this SSO provider's users can be the first admin by group."""
+    """When set, only this SSO provider's users (by id or name) can be the first admin by group."""
+    oidc_provider_file: str = ""
+    """A JSON file declaring an SSO provider, created at start unless one of its name exists."""
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -420,6 +422,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "oidc_bcl_max_age_seconds": _int(e, "CERTCTL_OIDC_BCL_MAX_AGE_SECONDS", 60, minimum=1),
             "bootstrap_admin_groups": _list(e, "CERTCTL_BOOTSTRAP_ADMIN_GROUPS") or (),
             "bootstrap_oidc_provider_id": e.get("CERTCTL_BOOTSTRAP_OIDC_PROVIDER_ID", "").strip(),
+            "oidc_provider_file": e.get("CERTCTL_OIDC_PROVIDER_FILE", "").strip(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):

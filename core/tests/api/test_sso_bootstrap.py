@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import msgspec
@@ -29,38 +30,38 @@ def idp():
 
 
 @pytest.fixture
-async def app(app_factory):
-    """No admin key in the environment (bootstrap is possible), SSO admin groups configured."""
+async def app(app_factory, idp, tmp_path):
+    """No admin anywhere (bootstrap is possible); the provider comes from a file, as it must
+    when nobody can call the API yet; ``certctl-admins`` is the admin group."""
     from certctl.settings import parse_named_api_keys
 
-    return await app_factory(
-        api_keys_named=parse_named_api_keys("viewer:viewer-test-key-0123456789"),
-        bootstrap_token=TOKEN,
-        bootstrap_admin_groups=(ADMIN_GROUP,),
-    )
-
-
-async def add_provider(app, idp) -> str:
-    """Create the provider as the system would before any admin exists (no API exists yet)."""
-    from certctl.domain.connectors.schemas import ConnectorCreate
-
-    async with app.runtime.sessions() as db:
-        row = await app.runtime.connectors.create(
-            db,
-            "auth",
-            ConnectorCreate(
-                name="corp",
-                type="oidc",
-                config={
+    declared = tmp_path / "provider.json"
+    declared.write_text(
+        json.dumps(
+            {
+                "name": "corp",
+                "type": "oidc",
+                "config": {
                     "issuer": idp.issuer,
                     "client_id": CLIENT_ID,
                     "client_secret": SECRET,
                     "redirect_uri": CALLBACK,
                 },
-            ),
+            }
         )
-        await db.commit()
-    return row.id
+    )
+    return await app_factory(
+        api_keys_named=parse_named_api_keys("viewer:viewer-test-key-0123456789"),
+        bootstrap_token=TOKEN,
+        bootstrap_admin_groups=(ADMIN_GROUP,),
+        oidc_provider_file=str(declared),
+    )
+
+
+async def provider_of(app) -> str:
+    """The declared provider's id, as the login page finds it."""
+    (option,) = (await app.get("/api/v1/auth/info")).json()["sso_providers"]
+    return str(option["id"])
 
 
 async def sign_in(app, idp, provider_id, subject="user-alice") -> httpx.Response:
@@ -80,12 +81,17 @@ async def token_bootstrap(app) -> int:
 
 
 async def test_sso_first_then_the_token_is_gone(app, idp):
-    provider_id = await add_provider(app, idp)
+    provider_id = await provider_of(app)
     # CERTCTL_BOOTSTRAP_OIDC_PROVIDER_ID naming another provider: this one cannot bootstrap.
     restricted = msgspec.structs.replace(app.runtime.settings, bootstrap_oidc_provider_id="aup-x")
     async with app.runtime.sessions() as db:
         assert not await bootstrap_admin_by_group(
-            db, restricted, user_id="usr-1", provider_id=provider_id, groups=(ADMIN_GROUP,)
+            db,
+            restricted,
+            user_id="usr-1",
+            provider_id=provider_id,
+            provider_name="corp",
+            groups=(ADMIN_GROUP,),
         )
         assert await db.get(SystemFlag, "bootstrap_consumed") is None
 
@@ -106,7 +112,7 @@ async def test_sso_first_then_the_token_is_gone(app, idp):
 
 
 async def test_token_first_then_sso_is_refused(app, idp):
-    provider_id = await add_provider(app, idp)
+    provider_id = await provider_of(app)
     assert await token_bootstrap(app) == 201
 
     done = await sign_in(app, idp, provider_id)
@@ -115,7 +121,7 @@ async def test_token_first_then_sso_is_refused(app, idp):
 
 
 async def test_racing_sso_logins_and_token_bootstrap_make_one_admin(app, idp):
-    provider_id = await add_provider(app, idp)
+    provider_id = await provider_of(app)
     browsers = []
     for subject in ("user-a", "user-b", "user-c"):
         b = httpx.AsyncClient(transport=app._transport, base_url="https://certctl.test.local")

@@ -35,6 +35,7 @@ async def bootstrap_admin_by_group(
     *,
     user_id: str,
     provider_id: str,
+    provider_name: str,
     groups: tuple[str, ...],
 ) -> bool:
     """Grant ``r-admin`` to this user if the bootstrap applies and nobody won it; True if so."""
@@ -42,7 +43,7 @@ async def bootstrap_admin_by_group(
     matched = sorted(wanted & set(groups))
     if not matched:
         return False
-    if settings.bootstrap_oidc_provider_id not in ("", provider_id):
+    if settings.bootstrap_oidc_provider_id not in ("", provider_id, provider_name):
         return False
     if await admin_exists(db):
         return False

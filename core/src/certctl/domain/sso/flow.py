@@ -166,7 +166,12 @@ async def finish_login(
             groups=identity.groups,
         )
         bootstrapped = await bootstrap_admin_by_group(
-            db, settings, user_id=user.id, provider_id=row.id, groups=identity.groups
+            db,
+            settings,
+            user_id=user.id,
+            provider_id=row.id,
+            provider_name=row.name,
+            groups=identity.groups,
         )
         holders = group_actor_ids(row.id, identity.groups)
         grants, _ = await load_grants(db, "User", user.id, holders, datetime.now(UTC))
