@@ -347,6 +347,12 @@ def _token_hash(value: str, alg: str, crv: str | None) -> str:
     return _b64url(digest[: len(digest) // 2])
 
 
+def _shown(value: Any) -> str:
+    """A token-supplied value in an error message: quoted and cut short (tokens are input)."""
+    text = repr(value)
+    return text if len(text) <= 48 else text[:45] + "..."
+
+
 def _number(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -642,10 +648,10 @@ class SsoProvider(AuthProvider[SsoConfigT], abc.ABC):
             await self._refresh(seen)
             matching = self._matching(kid)
         if not matching:
-            raise InvalidTokenError(f"no signing key with kid {kid!r} in the IdP's JWKS")
+            raise InvalidTokenError(f"no signing key with kid {_shown(kid)} in the IdP's JWKS")
         usable = [k for k in matching if self._compatible(k, alg)]
         if not usable:
-            raise InvalidTokenError(f"the key {kid!r} cannot verify {alg} signatures")
+            raise InvalidTokenError(f"the key {_shown(kid)} cannot verify {alg} signatures")
         return usable
 
     def _matching(self, kid: str | None) -> list[Any]:
@@ -673,7 +679,7 @@ class SsoProvider(AuthProvider[SsoConfigT], abc.ABC):
         alg = header.get("alg")
         if alg not in ALLOWED_SIGNING_ALGS:
             raise InvalidTokenError(
-                f"token algorithm {alg!r} is not allowed "
+                f"token algorithm {_shown(alg)} is not allowed "
                 f"(allowed: {', '.join(ALLOWED_SIGNING_ALGS)})"
             )
         if "crit" in header or "b64" in header:
@@ -701,7 +707,8 @@ class SsoProvider(AuthProvider[SsoConfigT], abc.ABC):
 
     def _check_issuer_and_audience(self, claims: Mapping[str, Any]) -> list[str]:
         if claims.get("iss") != self.issuer:
-            raise InvalidTokenError(f"iss {claims.get('iss')!r} is not the issuer {self.issuer!r}")
+            shown = _shown(claims.get("iss"))
+            raise InvalidTokenError(f"iss {shown} is not the issuer {self.issuer!r}")
         audiences = _audiences(claims)
         if self.config.client_id not in audiences:
             raise InvalidTokenError("the token's aud does not contain this client id")

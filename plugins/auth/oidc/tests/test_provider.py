@@ -148,8 +148,8 @@ ATTACKS = {
     "wrong aud": ({"claims": {"aud": "someone-else"}}, "aud does not contain"),
     "multi aud without azp": ({"claims": {"aud": [CLIENT_ID, "other"]}}, "must carry azp"),
     "wrong azp": ({"claims": {"aud": [CLIENT_ID, "x"], "azp": "x"}}, "azp is not this client"),
-    "stale iat": ({"claims": {"iat": int(time.time()) - 360}}, "iat is more than 300 s"),
-    "future iat": ({"claims": {"iat": int(time.time()) + 360}}, "iat is more than 300 s"),
+    "stale iat": ({"claims": {"iat": lambda: int(time.time()) - 360}}, "iat is more than 300 s"),
+    "future iat": ({"claims": {"iat": lambda: int(time.time()) + 360}}, "iat is more than 300 s"),
     "expired": ({"claims": {"exp": int(time.time()) - 1}}, "has expired"),
     "no exp": ({"claims": {"exp": REMOVE}}, "exp claim is missing"),
     "wrong nonce": ({"claims": {"nonce": "replayed-nonce"}}, "nonce does not match"),
@@ -166,7 +166,8 @@ async def test_id_token_attacks_are_refused(make_provider, flow, idp, attack):
     provider = make_provider()
     assert (await flow(provider).complete()).subject  # the same provider accepts honest tokens
 
-    idp.id_token_overrides = dict(knobs.get("claims", {}))
+    claims = knobs.get("claims", {})
+    idp.id_token_overrides = {k: v() if callable(v) else v for k, v in claims.items()}
     idp.sign_mode = knobs.get("sign_mode", "normal")
     idp.at_hash_mode = knobs.get("at_hash_mode", "normal")
     with pytest.raises(InvalidTokenError) as caught:

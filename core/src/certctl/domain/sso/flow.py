@@ -74,9 +74,10 @@ async def begin_login(
                     "(GET /api/v1/auth/info lists them)"
                 )
             row = rows[0]
-        provider = sso_instance(runtime, row)
-        with idp_errors("the identity provider cannot be used"):
-            await provider.load_metadata()
+    provider = sso_instance(runtime, row)
+    with idp_errors("the identity provider cannot be used"):
+        await provider.load_metadata()  # no database connection held while the IdP answers
+    async with runtime.sessions() as db:
         login = create_pending(
             runtime,
             db,
@@ -156,44 +157,47 @@ async def finish_login(
     # start_session may create the first signing key in a transaction of its own; doing that
     # now, before this one writes, keeps SQLite (one writer at a time) from waiting on itself.
     await runtime.browser_sessions.keys.signing_key()
-    async with runtime.sessions() as db:
-        user = await upsert_federated_user(
-            db,
-            provider_id=row.id,
-            subject=identity.subject,
-            email=identity.email,
-            display_name=identity.display_name,
-            groups=identity.groups,
-        )
-        bootstrapped = await bootstrap_admin_by_group(
-            db,
-            settings,
-            user_id=user.id,
-            provider_id=row.id,
-            provider_name=row.name,
-            groups=identity.groups,
-        )
-        holders = group_actor_ids(row.id, identity.groups)
-        grants, _ = await load_grants(db, "User", user.id, holders, datetime.now(UTC))
-        if not grants.roles:
-            await db.rollback()
-            reason = "no certctl role is mapped to this user or their groups"
-            await _refused(runtime, connection, row.id, reason, user=identity.subject)
-            raise Forbidden(
-                f"{reason}; an administrator maps groups with POST /api/v1/auth/oidc/group-mappings"
+    try:
+        async with runtime.sessions() as db:
+            user = await upsert_federated_user(
+                db,
+                provider_id=row.id,
+                subject=identity.subject,
+                email=identity.email,
+                display_name=identity.display_name,
+                groups=identity.groups,
             )
-        issued = await start_session(
-            runtime,
-            db,
-            user=user,
-            request=connection,
-            groups=identity.groups,
-            auth_method="sso",
-            provider_id=row.id,
-            idp_sid=identity.sid,
-        )
-        record_session_started(db, user, issued)
-        await db.commit()
+            bootstrapped = await bootstrap_admin_by_group(
+                db,
+                settings,
+                user_id=user.id,
+                provider_id=row.id,
+                provider_name=row.name,
+                groups=identity.groups,
+            )
+            holders = group_actor_ids(row.id, identity.groups)
+            grants, _ = await load_grants(db, "User", user.id, holders, datetime.now(UTC))
+            if not grants.roles:
+                raise Forbidden(
+                    "no certctl role is mapped to this user or their groups; an administrator "
+                    "maps groups with POST /api/v1/auth/oidc/group-mappings"
+                )
+            issued = await start_session(
+                runtime,
+                db,
+                user=user,
+                request=connection,
+                groups=identity.groups,
+                auth_method="sso",
+                provider_id=row.id,
+                idp_sid=identity.sid,
+            )
+            record_session_started(db, user, issued)
+            await db.commit()
+    except CertctlError as exc:
+        # Audited after the login's transaction rolled back (SQLite has one writer at a time).
+        await _refused(runtime, connection, row.id, exc.detail, user=identity.subject)
+        raise
     if bootstrapped:
         runtime.auth_generation.invalidate()
     return Callback(session=issued, redirect_after=consumed.redirect_after, user_id=user.id)
