@@ -44,6 +44,7 @@ REMOVE: Any = object()
 
 _CURVES = {"ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "EdDSA": ("OKP", "Ed25519")}
 _POOL: dict[str, jwk.JWK] = {}
+"""Keys by ``"<alg>/<name>"``."""
 _POOL_LOCK = threading.Lock()
 
 
@@ -58,12 +59,17 @@ def _new_key(alg: str, kid: str) -> jwk.JWK:
     return jwk.JWK.generate(kty=kty, crv=crv, kid=kid, alg=alg, use="sig")
 
 
-def _pooled_key(alg: str) -> jwk.JWK:
-    """The first key of each algorithm is shared by every IdP in the process (RSA is slow)."""
+def _pooled_key(alg: str, name: str = "initial") -> jwk.JWK:
+    """Keys shared by every IdP in the process, made once each (RSA generation is slow).
+
+    ``initial`` is every IdP's first key, ``rogue`` the one no JWKS publishes, ``rotation-N``
+    the N-th key an IdP rotates to; kids stay unique within one IdP.
+    """
     with _POOL_LOCK:
-        if alg not in _POOL:
-            _POOL[alg] = _new_key(alg, f"{alg.lower()}-initial")
-        return _POOL[alg]
+        key = _POOL.get(f"{alg}/{name}")
+        if key is None:
+            key = _POOL[f"{alg}/{name}"] = _new_key(alg, f"{alg.lower()}-{name}")
+        return key
 
 
 def at_hash(access_token: str, alg: str) -> str:
@@ -151,6 +157,7 @@ class InProcessIdp:
         self._grants: dict[str, _Grant] = {}
         self._keys: dict[str, jwk.JWK] = {alg: _pooled_key(alg) for alg in ("RS256", "ES256")}
         self._retired: list[jwk.JWK] = []
+        self._rotations = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -206,8 +213,9 @@ class InProcessIdp:
         disappears from the JWKS at once.
         """
         alg = alg or self.signing_alg
-        kid = f"{alg.lower()}-{secrets.token_hex(4)}"
-        key = _new_key(alg, kid)
+        self._rotations += 1
+        key = _pooled_key(alg, f"rotation-{self._rotations}")
+        kid = str(key.get("kid"))
         with self._lock:
             old = self._keys.get(alg)
             if keep_old and old is not None:
@@ -278,7 +286,7 @@ class InProcessIdp:
             mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
             return f"{signing_input}.{_b64(mac)}"
         if mode == "unknown-kid":
-            key = _new_key(alg, f"rogue-{secrets.token_hex(4)}")
+            key = _pooled_key(alg, "rogue")
         elif mode != "normal":
             raise ValueError(f"unknown sign mode {mode!r}")
         token = jws.JWS(payload)
