@@ -75,11 +75,20 @@ class SigningKeyRing:
         if generation != self._loaded_generation:
             await self._load(generation)
 
-    async def signing_key(self) -> tuple[str, bytes]:
-        """The active key (creating the first one if there is none)."""
+    async def signing_key(self, db: AsyncSession | None = None) -> tuple[str, bytes]:
+        """The active key, creating the first one if there is none.
+
+        With ``db`` the first key is created in that transaction and commits with it: the
+        caller may already hold SQLite's single write lock (a user row just upserted), so a
+        second connection could not write until it commits. Such a key is not remembered as
+        active until it is read back committed (the first cookie naming it reloads the keys).
+        """
         await self.sync(await self._generation.current())
         if self._active is None:
-            await self._create_first()
+            if db is None:
+                await self._create_first()
+            else:
+                return await self._insert_first(db)
         assert self._active is not None
         return self._active, self._keys[self._active].secret
 
@@ -102,17 +111,18 @@ class SigningKeyRing:
     async def rotate(self, *, force: bool = False) -> bool:
         """Replace the active key if it is older than the rotation period (or ``force``).
 
-        True when this call rotated. The old key keeps verifying for the retention period.
+        True when this call rotated (False also when it made the very first key). The old key
+        keeps verifying for the retention period.
         """
         now = self._clock()
         async with self._sessions() as session:
             active = await session.scalar(
                 select(SessionSigningKey).where(SessionSigningKey.active_slot == 1)
             )
-            if active is None:
+            if active is None:  # nothing to rotate yet: make the first key
                 await session.rollback()
                 await self._create_first()
-                return True
+                return False
             if not force and active.created_at > now - self._rotation:
                 return False
             retired = await session.execute(
@@ -152,21 +162,32 @@ class SigningKeyRing:
             created_at=now,
         )
 
-    async def _create_first(self) -> None:
-        row = self._new_row(self._clock())
-        async with self._sessions() as session:
-            # A concurrent creator may have won the slot; then this insert does nothing.
-            await session.execute(
-                dialect_insert(session)(SessionSigningKey)
-                .values(
-                    id=row.id,
-                    key_enc=row.key_enc,
-                    active_slot=1,
-                    created_at=row.created_at,
-                    retired_at=None,
-                )
-                .on_conflict_do_nothing(index_elements=["active_slot"])
+    async def _insert_first(self, session: AsyncSession) -> tuple[str, bytes]:
+        """Insert a key unless one is active (a concurrent creator won); the active one."""
+        secret = secrets.token_bytes(32)
+        key_id = new_id("sk")
+        await session.execute(
+            dialect_insert(session)(SessionSigningKey)
+            .values(
+                id=key_id,
+                key_enc=self._box.encrypt(secret, _context(key_id)),
+                active_slot=1,
+                created_at=self._clock(),
+                retired_at=None,
             )
+            .on_conflict_do_nothing(index_elements=["active_slot"])
+        )
+        row = await session.scalar(
+            select(SessionSigningKey).where(SessionSigningKey.active_slot == 1)
+        )
+        assert row is not None
+        if row.id == key_id:
+            return key_id, secret
+        return row.id, self._box.decrypt(row.key_enc, _context(row.id))
+
+    async def _create_first(self) -> None:
+        async with self._sessions() as session:
+            await self._insert_first(session)
             await session.commit()
         await self._load(self._loaded_generation)
 

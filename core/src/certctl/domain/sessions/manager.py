@@ -49,7 +49,15 @@ if TYPE_CHECKING:
     from certctl.runtime import Runtime
     from certctl.settings import Settings
 
-__all__ = ["SessionManager", "SessionRejected", "Sweep", "ValidSession", "client_address"]
+__all__ = [
+    "SessionManager",
+    "SessionRejected",
+    "Sweep",
+    "ValidSession",
+    "check_csrf",
+    "client_address",
+    "user_agent",
+]
 
 _CACHE_MAX = 10_000
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -111,7 +111,7 @@ async def start_session(
     if deactivated is not None:
         raise Forbidden("this user is deactivated; an administrator can reactivate them")
     manager = runtime.browser_sessions
-    key_id, key = await manager.keys.signing_key()
+    key_id, key = await manager.keys.signing_key(db)
     provider = provider_id or user.provider_id
     token, csrf = new_secret(), new_secret()
     now = manager.clock()

@@ -154,9 +154,6 @@ async def finish_login(
     except CertctlError as exc:
         await _refused(runtime, connection, consumed.provider_id, exc.detail)
         raise
-    # start_session may create the first signing key in a transaction of its own; doing that
-    # now, before this one writes, keeps SQLite (one writer at a time) from waiting on itself.
-    await runtime.browser_sessions.keys.signing_key()
     try:
         async with runtime.sessions() as db:
             user = await upsert_federated_user(
