@@ -147,20 +147,26 @@ async def test_browser_flow_login_api_call_logout(client, idp, corp):
     assert {"auth.session.start", "auth.session.logout"} <= actions
 
 
-async def test_keycloak_flow_maps_groups_and_realm_roles(client, admin_headers, keycloak):
-    keycloak.user.groups = ["eng/pki"]
+async def test_keycloak_flow_next_to_another_provider(client, admin_headers, keycloak, corp):
+    # Same group name at both IdPs: corp's mapping of certctl-operators must not apply here.
+    keycloak.user.groups = ["eng/pki", "certctl-operators"]
     keycloak.user.realm_roles = ["certctl-admin"]
     provider_id = await add_provider(
         client, admin_headers, keycloak, kind="keycloak", name="kc", include_realm_roles=True
     )
     await map_group(client, admin_headers, provider_id, "eng/pki", "r-viewer")
     await map_group(client, admin_headers, provider_id, "role:certctl-admin", "r-admin")
+    info = (await client.get("/api/v1/auth/info")).json()
+    assert [p["id"] for p in info["sso_providers"]] == [corp, provider_id]  # by name
 
     async with browser(client) as b:
+        ambiguous = await b.get("/auth/oidc/login")
+        assert ambiguous.status_code == 400
+        assert "name the provider" in ambiguous.json()["detail"]
         done = await sign_in(b, keycloak, provider_id)
         assert done.status_code == 303, done.text
         me = (await b.get("/api/v1/auth/me")).json()
-        assert me["roles"] == ["r-admin", "r-viewer"]
+        assert me["roles"] == ["r-admin", "r-viewer"]  # no r-operator from corp's mapping
         assert (await b.get("/api/v1/auth/oidc/providers")).status_code == 200
 
         csrf = b.cookies["__Host-certctl_csrf"]

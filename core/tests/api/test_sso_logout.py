@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from certctl.db.models import OidcLogoutJti
+from certctl.db.models import OidcLogoutJti, OidcPendingLogin
 from certctl.domain.sso.gc import collect_sso_garbage
 from certctl_sdk.testing.idp import REMOVE, InProcessIdp
 
@@ -80,12 +80,17 @@ async def test_logout_by_sid_ends_that_session_once(client, idp, corp):
     assert "already used" in replay.json()["detail"]
     assert replay.headers["cache-control"] == "no-store"
 
-    # The replay row outlives the token's freshness, then the session GC sweeps it.
+    # The replay row outlives the token's freshness, then the session GC sweeps it, with
+    # pre-login rows past their 10 minutes.
+    assert ("sso", collect_sso_garbage) in client.runtime.browser_sessions.sweeps
+    assert (await first.get("/auth/oidc/login", params={"provider": corp})).status_code == 302
     async with client.runtime.sessions() as db:
         (row,) = (await db.scalars(select(OidcLogoutJti))).all()
+        (pending,) = (await db.scalars(select(OidcPendingLogin))).all()
         row.expires_at = row.expires_at.replace(year=2000)
+        pending.expires_at = pending.expires_at.replace(year=2000)
         await db.commit()
-    assert await collect_sso_garbage(client.runtime) == 1
+    assert await collect_sso_garbage(client.runtime) == 2
 
     by_sub = await post_token(
         client, idp.mint_logout_token(CLIENT_ID, sub="user-alice"), provider=corp
