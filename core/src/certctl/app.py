@@ -34,6 +34,8 @@ from certctl.domain.renewal_policies.controller import RenewalPolicyController
 from certctl.domain.revocation.controller import CrlController, RevocationController
 from certctl.domain.scheduler.controller import SchedulerController
 from certctl.domain.sessions.controller import LogoutController, SessionsController
+from certctl.domain.sso.admin_controller import SsoAdminController
+from certctl.domain.sso.controller import SsoBrowserController
 from certctl.domain.system.controller import SystemController
 from certctl.domain.users.controller import UsersController
 from certctl.lib.audit_middleware import AuditFailuresMiddleware
@@ -93,6 +95,9 @@ def create_app(
             UsersController,
             # guard: break-glass sign-in (only when CERTCTL_BREAKGLASS_ENABLED)
             *breakglass_controllers(settings),
+            # SSO (oidc)
+            SsoBrowserController,
+            SsoAdminController,
         ],
         dependencies=DEPENDENCIES,
         guards=[authorize],

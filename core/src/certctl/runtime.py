@@ -93,6 +93,10 @@ class Runtime:
 
         self.rate_limits = RequestLimits(settings)
         self.breakglass = BreakglassService(self)
+        # SSO (oidc): expired pre-login rows and used logout-token ids go with the session GC.
+        from certctl.domain.sso.gc import collect_sso_garbage
+
+        self.browser_sessions.add_sweep("sso", collect_sso_garbage)
         self.connectors = ConnectorService(self.host.registry, self.sessions, self.box, self.http)
         self.worker = Worker(self)
         self.role = role
@@ -116,6 +120,10 @@ class Runtime:
             self.scheduler = Scheduler(self, role=self.role)
             await self.scheduler.start()
         await self.breakglass.start()  # guard (issue 4): WARN when enabled, dummy hash
+        # SSO (oidc): a provider declared in CERTCTL_OIDC_PROVIDER_FILE.
+        from certctl.domain.sso.seed import seed_provider
+
+        await seed_provider(self)
 
     def scheduler_wake(self, loop: str) -> None:
         """Run a wakeable loop now (no-op when this process runs no background work)."""

@@ -351,6 +351,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     breakglass_argon2_parallelism: int = 4
     breakglass_hash_concurrency: int = 2
     """Argon2 computations at once per process (each takes the memory above and a core)."""
+    # SSO (oidc)
+    oidc_prelogin_bind_user_agent: bool = True
+    """The callback must come from the User-Agent that started the login."""
+    oidc_prelogin_bind_ip: bool = True
+    """The callback must come from the client address that started the login."""
+    oidc_bcl_max_age_seconds: int = 60
+    """How old (by ``iat``) a back-channel logout token may be."""
+    bootstrap_admin_groups: tuple[str, ...] = ()
+    """IdP groups whose first member to sign in becomes admin while no admin exists."""
+    bootstrap_oidc_provider_id: str = ""
+    """When set, only this SSO provider's users (by id or name) can be the first admin by group."""
+    oidc_provider_file: str = ""
+    """A JSON file declaring an SSO provider, created at start unless one of its name exists."""
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -478,6 +491,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "breakglass_hash_concurrency": _int(
                 e, "CERTCTL_BREAKGLASS_HASH_CONCURRENCY", 2, minimum=1
             ),
+            # SSO (oidc)
+            "oidc_prelogin_bind_user_agent": _bool(
+                e, "CERTCTL_OIDC_PRELOGIN_BIND_USER_AGENT", True
+            ),
+            "oidc_prelogin_bind_ip": _bool(e, "CERTCTL_OIDC_PRELOGIN_BIND_IP", True),
+            "oidc_bcl_max_age_seconds": _int(e, "CERTCTL_OIDC_BCL_MAX_AGE_SECONDS", 60, minimum=1),
+            "bootstrap_admin_groups": _list(e, "CERTCTL_BOOTSTRAP_ADMIN_GROUPS") or (),
+            "bootstrap_oidc_provider_id": e.get("CERTCTL_BOOTSTRAP_OIDC_PROVIDER_ID", "").strip(),
+            "oidc_provider_file": e.get("CERTCTL_OIDC_PROVIDER_FILE", "").strip(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):
@@ -547,4 +569,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 "CERTCTL_BREAKGLASS_LOCKOUT_RESET_INTERVAL must not be shorter than "
                 "CERTCTL_BREAKGLASS_LOCKOUT_DURATION"
+            )
+        # SSO (oidc)
+        if not 1 <= self.oidc_bcl_max_age_seconds <= 600:
+            raise SettingsError("CERTCTL_OIDC_BCL_MAX_AGE_SECONDS: must be between 1 and 600")
+        if self.bootstrap_oidc_provider_id and not self.bootstrap_admin_groups:
+            raise SettingsError(
+                "CERTCTL_BOOTSTRAP_OIDC_PROVIDER_ID needs CERTCTL_BOOTSTRAP_ADMIN_GROUPS"
             )

@@ -24,6 +24,7 @@ from certctl.db.models.scheduler import SchedulerLease, SchedulerLoopRun, Schedu
 
 # sessions and federated users
 from certctl.db.models.session import BrowserSession, SessionSigningKey
+from certctl.db.models.sso import OidcLogoutJti, OidcPendingLogin  # SSO (oidc)
 from certctl.db.models.user import User
 
 __all__ = [
@@ -46,6 +47,9 @@ __all__ = [
     "ManagedCertificate",
     "Notification",
     "OcspResponder",
+    # SSO (oidc)
+    "OidcLogoutJti",
+    "OidcPendingLogin",
     "Permission",
     "PolicyRule",
     "RateLimitBucket",

@@ -25,6 +25,8 @@ from certctl.domain.auth.rbac import DEMO_ACTOR
 from certctl.domain.auth.schemas import BootstrapIn, BootstrapStatus, KeyOut, PermissionOut, WhoAmI
 from certctl.domain.auth.seeding import clear_demo_residual, demo_residual, grant_once
 from certctl.domain.auth.service import admin_exists
+from certctl.domain.sso.providers import login_options
+from certctl.domain.sso.schemas import LoginOption
 from certctl.errors import BadRequest, Gone, Unauthorized
 from certctl.lib.deps import ActorDep, RuntimeDep, SessionDep
 
@@ -40,6 +42,8 @@ class AuthInfo(msgspec.Struct, kw_only=True):
     auth_type: str
     methods: list[str]
     """``api-key`` always (outside demo mode); ``sso`` and ``breakglass`` when configured."""
+    sso_providers: list[LoginOption] = msgspec.field(default_factory=list)
+    """Enabled SSO providers and where a browser starts signing in with each."""
 
 
 class ResidualOut(msgspec.Struct, kw_only=True):
@@ -89,13 +93,16 @@ class AuthController(Controller):
     path = "/api/v1/auth"
     tags = ["Auth"]
 
-    @get("/info", opt={"public": True}, sync_to_thread=False)
-    def info(self, runtime: RuntimeDep) -> AuthInfo:
+    @get("/info", opt={"public": True})
+    async def info(self, runtime: RuntimeDep, session: SessionDep) -> AuthInfo:
         """How to sign in."""
         settings = runtime.settings
         methods = [] if settings.auth_type == "none" else ["api-key"]
         methods += runtime.auth_methods
-        return AuthInfo(auth_type=settings.auth_type, methods=methods)
+        providers = await login_options(runtime, session)
+        if providers and "sso" not in methods:
+            methods.append("sso")
+        return AuthInfo(auth_type=settings.auth_type, methods=methods, sso_providers=providers)
 
     @get("/bootstrap", opt={"public": True})
     async def bootstrap_status(self, runtime: RuntimeDep, session: SessionDep) -> BootstrapStatus:

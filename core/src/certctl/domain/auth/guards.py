@@ -40,6 +40,10 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "/auth/logout",
         # guard: break-glass sign-in (a route only while CERTCTL_BREAKGLASS_ENABLED)
         "/auth/breakglass/login",
+        # SSO (oidc)
+        "/auth/oidc/login",
+        "/auth/oidc/callback",
+        "/auth/oidc/back-channel-logout",
     }
 )
 """Paths answered without credentials (``/schema`` covers the OpenAPI document and its UIs).

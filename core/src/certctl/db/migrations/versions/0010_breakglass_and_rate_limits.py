@@ -4,7 +4,7 @@
 crash; skipping the WAL halves the cost of every update) with room on each page for HOT updates.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-02 09:00:00.000000
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0010'
-down_revision: str | None = '0008'
+down_revision: str | None = '0009'
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 
