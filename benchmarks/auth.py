@@ -54,6 +54,7 @@ async def _app(
         database_url=database_url,
         config_encryption_key=ENC_KEY,
         api_keys_named=parse_named_api_keys(f"bench:{ADMIN}:admin"),
+        rate_limit_enabled=False,  # every request comes from one address
         **overrides,
     )
     app = create_app(settings, background=False)
@@ -116,9 +117,128 @@ async def api_keys(database_url: str, data_dir: Path, n: int) -> dict[str, tuple
         await runtime.stop()
 
 
+CLIENT_ID = "certctl"
+SECRET = "bench-client-secret-0123456789"  # noqa: S105 - the in-process IdP's test client
+CALLBACK = "https://bench.local/auth/oidc/callback"
+
+
+async def sso(
+    database_url: str, data_dir: Path, n: int, logins: int
+) -> dict[str, tuple[float, float]]:
+    """p50/p99 (µs) of session-cookie authentication and of the OIDC callback."""
+    from certctl_sdk.auth import SsoProvider
+    from certctl_sdk.testing.idp import InProcessIdp
+
+    # Time the code exchange (an HTTP round trip to the IdP, which runs in this process and
+    # signs the tokens in Python) and the ID-token validation inside each callback, so the
+    # figure can be split into the IdP's share and certctl's own.
+    spent: dict[str, float] = {"exchange": 0.0, "validate": 0.0}
+    exchange, validate = SsoProvider.exchange_code, SsoProvider.validate_id_token
+
+    async def timed_exchange(self: Any, **kw: Any) -> Any:
+        start = time.perf_counter_ns()
+        try:
+            return await exchange(self, **kw)
+        finally:
+            spent["exchange"] = (time.perf_counter_ns() - start) / 1000
+
+    async def timed_validate(self: Any, *args: Any, **kw: Any) -> Any:
+        start = time.perf_counter_ns()
+        try:
+            return await validate(self, *args, **kw)
+        finally:
+            spent["validate"] = (time.perf_counter_ns() - start) / 1000
+
+    SsoProvider.exchange_code = timed_exchange  # type: ignore[method-assign]
+    SsoProvider.validate_id_token = timed_validate  # type: ignore[method-assign]
+
+    app, client = await _app(database_url, data_dir)
+    runtime = app.state.runtime
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    out: dict[str, tuple[float, float]] = {}
+    try:
+        with InProcessIdp() as idp:
+            idp.register_client(CLIENT_ID, SECRET, [CALLBACK])
+            r = await client.post(
+                "/api/v1/auth/oidc/providers",
+                json={
+                    "name": "bench",
+                    "type": "oidc",
+                    "config": {
+                        "issuer": idp.issuer,
+                        "client_id": CLIENT_ID,
+                        "client_secret": SECRET,
+                        "redirect_uri": CALLBACK,
+                    },
+                },
+                headers=admin,
+            )
+            r.raise_for_status()
+            provider = r.json()["id"]
+            r = await client.post(
+                "/api/v1/auth/oidc/group-mappings",
+                json={
+                    "provider_id": provider,
+                    "group": "certctl-operators",
+                    "role_id": "r-operator",
+                },
+                headers=admin,
+            )
+            r.raise_for_status()
+            browser = httpx.AsyncClient(transport=client._transport, base_url="https://bench.local")
+            callback_us: list[float] = []
+            exchange_us: list[float] = []
+            validate_us: list[float] = []
+            for i in range(logins + 20):
+                r = await browser.get("/auth/oidc/login", params={"provider": provider})
+                assert r.status_code == 302, r.text
+                back = await idp.authorize(r.headers["location"])
+                start = time.perf_counter_ns()
+                r = await browser.get(back)
+                elapsed = (time.perf_counter_ns() - start) / 1000
+                assert r.status_code == 303, r.text
+                if i >= 20:  # the first logins warm the JWKS and discovery caches
+                    callback_us.append(elapsed)
+                    exchange_us.append(spent["exchange"])
+                    validate_us.append(spent["validate"])
+            out["OIDC callback, whole (IdP code exchange included)"] = _percentiles(callback_us)
+            out["OIDC callback, code exchange round trip to the IdP"] = _percentiles(exchange_us)
+            out["OIDC callback, ID-token validation"] = _percentiles(validate_us)
+            out["OIDC callback, certctl's own share (whole minus the IdP round trip)"] = (
+                _percentiles([c - e for c, e in zip(callback_us, exchange_us, strict=True)])
+            )
+            cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies.jar)
+            await browser.aclose()
+            headers = {"Cookie": cookie}
+            connection = _connection(app, headers)
+            actor = await runtime.auth.authenticate(connection)
+            assert actor.type == "User", actor
+            assert actor.session_id, actor
+            out["chain, session cookie"] = await _time(
+                lambda: runtime.auth.authenticate(connection), n
+            )
+
+            async def request() -> None:
+                resp = await client.get("/api/v1/auth/check", headers=headers)
+                resp.raise_for_status()
+
+            out["GET /api/v1/auth/check, session cookie"] = await _time(request, max(200, n // 20))
+        return out
+    finally:
+        SsoProvider.exchange_code = exchange  # type: ignore[method-assign]
+        SsoProvider.validate_id_token = validate  # type: ignore[method-assign]
+        await client.aclose()
+        await runtime.stop()
+
+
 def run(name: str, url: Callable[[str], str], base: Path, *, only: set[str], requests: int) -> None:
     """Print the authentication figures for one backend."""
     if "auth" not in only:
         return
-    for label, (p50, p99) in asyncio.run(api_keys(url("authkeys"), base / "a1", requests)).items():
-        print(f"  authentication, {label}: p50 {p50:,.1f} µs, p99 {p99:,.1f} µs")
+    figures = asyncio.run(api_keys(url("authkeys"), base / "a1", requests))
+    figures.update(asyncio.run(sso(url("authsso"), base / "a2", requests, logins=300)))
+    for label, (p50, p99) in figures.items():
+        if p99 >= 1000:
+            print(f"  authentication, {label}: p50 {p50 / 1000:,.2f} ms, p99 {p99 / 1000:,.2f} ms")
+        else:
+            print(f"  authentication, {label}: p50 {p50:,.1f} µs, p99 {p99:,.1f} µs")
