@@ -1,7 +1,7 @@
 """All models, importable from one place (Alembic reads ``Base.metadata`` from here)."""
 
 from certctl.db.models.approval import ApprovalRequest
-from certctl.db.models.audit import AuditEvent
+from certctl.db.models.audit import AuditChainHead, AuditEvent
 from certctl.db.models.auth import ApiKey, SystemFlag
 from certctl.db.models.certificate import (
     CertificateProfile,
@@ -23,6 +23,7 @@ from certctl.db.models.scheduler import SchedulerLease, SchedulerLoopRun, Schedu
 __all__ = [
     "ApiKey",
     "ApprovalRequest",
+    "AuditChainHead",
     "AuditEvent",
     "AuthGeneration",
     "CertificateProfile",

@@ -1,15 +1,21 @@
-"""Writing and reading the append-only audit trail."""
+"""Writing and reading the append-only, hash-chained audit trail.
+
+:func:`record` and :func:`record_many` stage rows on the caller's session; they are numbered,
+hashed and inserted when that session commits (``certctl.domain.audit.chain``), so a row
+commits or rolls back with the change it records and takes the chain lock only at the end.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from certctl.db.base import new_id, utcnow
 from certctl.db.models import AuditEvent
+from certctl.domain.audit.chain import stage
 from certctl.domain.auth.actor import Actor
 from certctl.errors import BadRequest
 
@@ -52,26 +58,33 @@ def record(
     category: str = "config",
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Add an audit row to ``session``: it commits (or rolls back) with the change it records."""
-    event = AuditEvent(
-        **audit_row(
-            actor,
-            action,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            outcome=outcome,
-            category=category,
-            details=details,
-        )
+    """Add an audit row to ``session``: it commits (or rolls back) with the change it records.
+
+    ``details`` is redacted (``certctl.domain.audit.redact``) and must be plain JSON. The
+    returned event is not attached to the session; its ``seq`` and hashes are set at commit.
+    """
+    values = audit_row(
+        actor,
+        action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        outcome=outcome,
+        category=category,
+        details=details,
     )
-    session.add(event)
+    event = AuditEvent(**values)
+    stage(session, values, event)
     return event
 
 
 async def record_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Insert many :func:`audit_row` rows in one statement, in the session's transaction."""
-    if rows:
-        await session.execute(insert(AuditEvent), rows)
+    """Add many :func:`audit_row` rows to ``session``; they are inserted in one statement.
+
+    Asynchronous for its callers' sake: the rows go through the same commit-time chaining as
+    :func:`record`, so nothing is written before the session commits.
+    """
+    for values in rows:
+        stage(session, values)
 
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
