@@ -158,6 +158,7 @@ async def test_status_shows_loops_runs_errors_and_the_leader(
         "approval-expiry",
         "compliance-evaluation",
         "garbage-collection",
+        "audit-chain-verify",
     }
     assert [name for name, loop in loops.items() if not loop["leader_only"]] == ["job-processor"]
     assert loops["renewal-check"]["leader_only"] is True

@@ -52,11 +52,13 @@ BODY_FIELDS = (
     "category",
     "details",
 )
-"""Every column of ``audit_events`` except the chain's own (``seq``, ``prev_hash``, ``row_hash``)."""
+"""Every column of ``audit_events`` but the chain's own (``seq``, ``prev_hash``, ``row_hash``)."""
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
 
 
 def canonical_timestamp(value: datetime | str) -> str:
@@ -80,7 +82,7 @@ def json_value(details: Any) -> Any:
         raise ValueError(f"audit details must be plain JSON: {exc}") from None
 
 
-def body_json(row: Mapping[str, Any]) -> str:
+def body_json(row: Mapping[Any, Any]) -> str:
     """The position-independent part of the hashed document."""
     body = {name: row[name] for name in BODY_FIELDS}
     body["timestamp"] = canonical_timestamp(row["timestamp"])

@@ -21,9 +21,9 @@ row staged on a session without the hook would otherwise be silently lost.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, event, insert, select, text, update
+from sqlalchemy import Connection, Table, event, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -35,6 +35,8 @@ __all__ = ["AuditChainError", "append", "prepare", "stage"]
 
 _PENDING = "certctl.audit.pending"
 _HEAD_ID = 1
+_EVENTS = cast(Table, AuditEvent.__table__)
+_HEAD = cast(Table, AuditChainHead.__table__)
 
 
 class AuditChainError(RuntimeError):
@@ -94,12 +96,8 @@ def append(conn: Connection, staged: list[tuple[dict[str, Any], str]]) -> list[d
         digest = row_hash(seq, prev, body)
         rows.append({**values, "seq": seq, "prev_hash": prev, "row_hash": digest})
         prev = digest
-    conn.execute(insert(AuditEvent.__table__), rows)
-    conn.execute(
-        update(AuditChainHead.__table__)
-        .where(AuditChainHead.__table__.c.id == _HEAD_ID)
-        .values(last_seq=seq, last_hash=prev)
-    )
+    conn.execute(insert(_EVENTS), rows)
+    conn.execute(update(_HEAD).where(_HEAD.c.id == _HEAD_ID).values(last_seq=seq, last_hash=prev))
     return rows
 
 

@@ -8,18 +8,20 @@ commits or rolls back with the change it records and takes the chain lock only a
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from certctl.db.base import new_id, utcnow
-from certctl.db.models import AuditEvent
+from certctl.db.models import AuditChainHead, AuditEvent
 from certctl.domain.audit.chain import stage
 from certctl.domain.auth.actor import Actor
 from certctl.errors import BadRequest
 
-__all__ = ["AuditFilter", "audit_row", "list_events", "record", "record_many"]
+__all__ = ["AuditFilter", "audit_row", "list_events", "read_head", "record", "record_many"]
+
+_Query = TypeVar("_Query", bound=Select[Any])
 
 
 def audit_row(
@@ -129,7 +131,16 @@ class AuditFilter:
         self.since = _aware("since", since)
         self.until = _aware("until", until)
 
-    def apply(self, query: Select[AuditEvent]) -> Select[AuditEvent]:
+    def as_dict(self) -> dict[str, str]:
+        """The filters that are set, as strings (recorded with an export)."""
+        out = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.isoformat() if isinstance(value, datetime) else str(value)
+        return out
+
+    def apply(self, query: _Query) -> _Query:
         """Narrow ``query`` by every filter that is set."""
         for column, value in (
             (AuditEvent.actor, self.actor),
@@ -160,3 +171,22 @@ async def list_events(
         .limit(limit)
     )
     return list(rows), int(total or 0)
+
+
+async def read_head(engine: AsyncEngine) -> tuple[int, str]:
+    """The chain head's (last seq, last hash), without locking it.
+
+    Without a head row (it can only be missing after tampering, which verification reports)
+    this is the highest ``seq`` present and an empty hash, so an export still shows every row.
+    """
+    async with engine.connect() as conn:
+        head = (
+            await conn.execute(
+                select(AuditChainHead.last_seq, AuditChainHead.last_hash).where(
+                    AuditChainHead.id == 1
+                )
+            )
+        ).one_or_none()
+        if head is not None:
+            return int(head[0]), str(head[1])
+        return int(await conn.scalar(select(func.max(AuditEvent.seq))) or 0), ""
