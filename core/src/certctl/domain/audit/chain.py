@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, event, insert, select, text, update
+from sqlalchemy import Connection, Table, event, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -36,6 +36,8 @@ __all__ = ["AuditChainError", "append", "prepare", "stage"]
 _PENDING = "certctl.audit.pending"
 _HEAD_ID = 1
 _EVENTS = cast(Table, AuditEvent.__table__)
+_ONE_STATEMENT_ROWS = 256
+"""Up to this many rows (13 parameters each) are inserted by the statement advancing the head."""
 _HEAD = cast(Table, AuditChainHead.__table__)
 
 
@@ -79,14 +81,20 @@ def append(conn: Connection, staged: list[tuple[dict[str, Any], str]]) -> list[d
 
     Call it as the last statement before COMMIT: the head stays locked until then.
     """
+    where = _HEAD.c.id == _HEAD_ID
     if conn.dialect.name == "sqlite":
-        # Reading the head must happen under the write lock, which SQLite takes on a write.
-        conn.execute(text("UPDATE audit_chain_head SET last_seq = last_seq WHERE id = 1"))
-    head = conn.execute(
-        select(AuditChainHead.last_seq, AuditChainHead.last_hash)
-        .where(AuditChainHead.id == _HEAD_ID)
-        .with_for_update()
-    ).one_or_none()
+        # SQLite has no row locks: a write takes the database write lock, and the head is read
+        # by that same statement, under the lock.
+        head = conn.execute(
+            update(_HEAD)
+            .where(where)
+            .values(last_seq=_HEAD.c.last_seq)
+            .returning(_HEAD.c.last_seq, _HEAD.c.last_hash)
+        ).one_or_none()
+    else:
+        head = conn.execute(
+            select(_HEAD.c.last_seq, _HEAD.c.last_hash).where(where).with_for_update()
+        ).one_or_none()
     if head is None:
         raise AuditChainError("audit_chain_head has no row: the audit chain cannot be extended")
     seq, prev = int(head[0]), str(head[1])
@@ -96,8 +104,13 @@ def append(conn: Connection, staged: list[tuple[dict[str, Any], str]]) -> list[d
         digest = row_hash(seq, prev, body)
         rows.append({**values, "seq": seq, "prev_hash": prev, "row_hash": digest})
         prev = digest
-    conn.execute(insert(_EVENTS), rows)
-    conn.execute(update(_HEAD).where(_HEAD.c.id == _HEAD_ID).values(last_seq=seq, last_hash=prev))
+    advance = update(_HEAD).where(where).values(last_seq=seq, last_hash=prev)
+    if conn.dialect.name == "postgresql" and len(rows) <= _ONE_STATEMENT_ROWS:
+        # One round trip while the head is locked: the insert rides along as a CTE.
+        conn.execute(advance.add_cte(insert(_EVENTS).values(rows).cte("appended")))
+    else:
+        conn.execute(insert(_EVENTS), rows)
+        conn.execute(advance)
     return rows
 
 
