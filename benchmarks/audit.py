@@ -25,12 +25,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from certctl.db.base import UTCDateTime
 from certctl.db.engine import create_engine, make_sessionmaker
 from certctl.db.migrate import migrate
 from certctl.domain.audit.service import audit_row, record, record_many
@@ -40,25 +44,31 @@ from certctl.domain.auth.actor import Actor
 ACTOR = Actor(name="bench", type="APIKey")
 BATCH = 256
 
-_plain_meta = sa.MetaData()
-PLAIN = sa.Table(
-    "audit_plain",
-    _plain_meta,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("actor", sa.String(128), nullable=False),
-    sa.Column("actor_type", sa.String(16), nullable=False),
-    sa.Column("action", sa.String(64), nullable=False),
-    sa.Column("resource_type", sa.String(32), nullable=False),
-    sa.Column("resource_id", sa.String(255), nullable=False),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("category", sa.String(24), nullable=False),
-    sa.Column("details", sa.JSON, nullable=False),
-    sa.Index("ix_audit_plain_timestamp", "timestamp"),
-    sa.Index("ix_audit_plain_resource", "resource_type", "resource_id"),
-    sa.Index("ix_audit_plain_actor", "actor"),
-)
-"""``audit_events`` as it was before the chain: the baseline."""
+
+class _PlainBase(DeclarativeBase):
+    pass
+
+
+class PlainEvent(_PlainBase):
+    """``audit_events`` as it was before the chain, written as the old code wrote it."""
+
+    __tablename__ = "audit_plain"
+    __table_args__ = (
+        sa.Index("ix_audit_plain_timestamp", "timestamp"),
+        sa.Index("ix_audit_plain_resource", "resource_type", "resource_id"),
+        sa.Index("ix_audit_plain_actor", "actor"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(sa.String(128))
+    actor_type: Mapped[str] = mapped_column(sa.String(16))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    resource_type: Mapped[str] = mapped_column(sa.String(32))
+    resource_id: Mapped[str] = mapped_column(sa.String(255))
+    outcome: Mapped[str] = mapped_column(sa.String(16))
+    category: Mapped[str] = mapped_column(sa.String(24))
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
 
 
 def _values(i: int) -> dict[str, Any]:
@@ -73,23 +83,26 @@ def _values(i: int) -> dict[str, Any]:
 
 
 async def _writer(engine: AsyncEngine, transactions: int, rows: int, chained: bool) -> int:
-    """Commit ``transactions`` transactions of ``rows`` audit rows each."""
+    """Commit ``transactions`` transactions of ``rows`` audit rows each (chained or as before)."""
     sessions = make_sessionmaker(engine)
     for t in range(transactions):
         async with sessions.begin() as session:
-            if not chained:
+            if not chained and rows == 1:  # the old record(): an ORM add
+                session.add(PlainEvent(**_values(t)))
+            elif not chained:  # the old record_many(): one bulk INSERT
                 await session.execute(
-                    sa.insert(PLAIN), [_values(t * rows + k) for k in range(rows)]
+                    sa.insert(PlainEvent), [_values(t * rows + k) for k in range(rows)]
                 )
             elif rows == 1:
+                values = _values(t)
                 record(
                     session,
                     ACTOR,
-                    "certificate.issued",
-                    resource_type="certificate",
-                    resource_id=f"mc-{t:08d}",
-                    category="cert_lifecycle",
-                    details={"job_id": f"job-{t}", "version": 1, "serial": f"{t:032x}"},
+                    values["action"],
+                    resource_type=values["resource_type"],
+                    resource_id=values["resource_id"],
+                    category=values["category"],
+                    details=values["details"],
                 )
             else:
                 await record_many(session, [_values(t * rows + k) for k in range(rows)])
@@ -155,7 +168,7 @@ async def _prepare(url: str) -> None:
     try:
         await migrate(engine)
         async with engine.begin() as conn:
-            await conn.run_sync(_plain_meta.create_all)
+            await conn.run_sync(_PlainBase.metadata.create_all)
     finally:
         await engine.dispose()
 
@@ -205,50 +218,43 @@ def _line(label: str, chained: float, plain: float) -> str:
     )
 
 
+def _best(rounds: int, measure: Callable[[bool], float]) -> dict[bool, float]:
+    """Chained and unchained, alternated ``rounds`` times; the best of each (a shared machine
+    only ever makes a run slower)."""
+    best = {True: 0.0, False: 0.0}
+    for _ in range(rounds):
+        for chained in (True, False):
+            best[chained] = max(best[chained], measure(chained))
+    return best
+
+
 def run_backend(name: str, url: str, args: argparse.Namespace) -> None:
     asyncio.run(_prepare(url))
     print(f"\n[{name}]")
-    one = {
-        chained: asyncio.run(
-            _phase(url, writers=1, transactions=args.transactions, rows=1, chained=chained)
+    n, writers, rounds = args.transactions, args.writers, args.rounds
+
+    def local(writers: int, transactions: int, rows: int) -> Callable[[bool], float]:
+        return lambda chained: asyncio.run(
+            _phase(url, writers=writers, transactions=transactions, rows=rows, chained=chained)
         )
-        for chained in (True, False)
-    }
+
+    one = _best(rounds, local(1, n, 1))
     print(_line("1 writer, 1 row per transaction", one[True], one[False]))
-    per = max(1, args.transactions // args.writers)
-    many = {
-        chained: asyncio.run(
-            _phase(url, writers=args.writers, transactions=per, rows=1, chained=chained)
-        )
-        for chained in (True, False)
-    }
-    print(_line(f"{args.writers} writers in one process", many[True], many[False]))
+    many = _best(rounds, local(writers, max(1, n // writers), 1))
+    print(
+        _line(f"{writers} writers in one process, 1 row per transaction", many[True], many[False])
+    )
     if name == "postgresql":
-        per = max(1, args.transactions // (args.processes * args.writers))
-        replicas = {
-            chained: _replicas(
-                url,
-                processes=args.processes,
-                writers=args.writers,
-                transactions=per,
-                chained=chained,
-            )
-            for chained in (True, False)
-        }
-        print(
-            _line(
-                f"{args.processes} processes x {args.writers} writers (replicas)",
-                replicas[True],
-                replicas[False],
-            )
+        per = max(1, n // (args.processes * writers))
+        replicas = _best(
+            rounds,
+            lambda chained: _replicas(
+                url, processes=args.processes, writers=writers, transactions=per, chained=chained
+            ),
         )
-    batches = max(1, args.batch_rows // BATCH)
-    batch = {
-        chained: asyncio.run(
-            _phase(url, writers=2, transactions=batches // 2 or 1, rows=BATCH, chained=chained)
-        )
-        for chained in (True, False)
-    }
+        label = f"{args.processes} processes x {writers} writers (replicas), 1 row per transaction"
+        print(_line(label, replicas[True], replicas[False]))
+    batch = _best(rounds, local(2, max(1, args.batch_rows // BATCH // 2), BATCH))
     print(_line(f"2 writers, {BATCH} rows per transaction", batch[True], batch[False]))
     checked, rate = asyncio.run(_verify(url))
     print(f"  verification: {rate:,.0f} rows/s ({checked:,} rows walked, chain intact)")
@@ -264,6 +270,7 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=8, help="concurrent writers per process")
     parser.add_argument("--processes", type=int, default=3, help="replicas (PostgreSQL)")
     parser.add_argument("--batch-rows", type=int, default=20_480, help="rows in 256-row batches")
+    parser.add_argument("--rounds", type=int, default=2, help="alternated runs; best is shown")
     parser.add_argument("--only", default="", help="sqlite or postgresql")
     args = parser.parse_args()
     backends = [b for b in ("sqlite", "postgresql") if args.only in ("", b)]

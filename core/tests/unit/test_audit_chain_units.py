@@ -75,6 +75,8 @@ def test_spliced_input_is_exactly_the_documented_json(details):
         ensure_ascii=True,
     )
     assert chain_input(7, "ab" * 32, body_json(row)) == documented.encode()
+    odd = json.dumps(["certctl-audit/1", 7, 'x"y', body], sort_keys=True, separators=(",", ":"))
+    assert chain_input(7, 'x"y', body_json(row)) == odd.encode()
     assert row_hash(7, "ab" * 32, body_json(row)) == hashlib.sha256(documented.encode()).hexdigest()
 
 
@@ -119,8 +121,16 @@ def test_timestamps_are_utc_with_microseconds():
 
 
 def test_details_are_normalised_as_the_database_returns_them():
-    assert json_value({"t": (1, 2), 3: "int key"}) == {"t": [1, 2], "3": "int key"}
-    for bad in ({"x": float("nan")}, {"x": object()}, {"x": datetime.now(UTC)}):
+    assert json_value({"t": (1, 2), 3: "int key", "n": float("nan"), "at": T0}) == {
+        "t": [1, 2],
+        "3": "int key",
+        "n": None,
+        "at": "2026-12-02T05:37:15.423000Z",
+    }
+    value = {"big": 2**70, "neg": -0.0, "f": 1e16, "s": "é😀", "l": [{"a": None}]}
+    assert json_value(value) == value
+    assert json.loads(json.dumps(json_value(value))) == json_value(value)
+    for bad in ({"x": object()}, {(1, 2): "tuple key"}):
         with pytest.raises(ValueError, match="plain JSON"):
             json_value(bad)
 

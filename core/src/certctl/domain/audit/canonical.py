@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 __all__ = [
     "BODY_FIELDS",
@@ -39,6 +42,8 @@ FORMAT = "certctl-audit/1"
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first row."""
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 BODY_FIELDS = (
     "id",
@@ -73,12 +78,12 @@ def canonical_timestamp(value: datetime | str) -> str:
 def json_value(details: Any) -> Any:
     """``details`` as the database will give it back: tuples become lists, keys strings.
 
-    Raises ValueError for values JSON cannot carry (NaN, objects without a JSON form), at the
-    call that records them rather than at commit.
+    Datetimes become ISO 8601 strings and NaN or infinities null; anything else without a
+    JSON form raises ValueError, at the call that records it rather than at commit.
     """
     try:
-        return json.loads(json.dumps(details, allow_nan=False))
-    except (TypeError, ValueError) as exc:
+        return msgspec.json.decode(msgspec.json.encode(details))
+    except (TypeError, msgspec.EncodeError) as exc:
         raise ValueError(f"audit details must be plain JSON: {exc}") from None
 
 
@@ -91,7 +96,8 @@ def body_json(row: Mapping[Any, Any]) -> str:
 
 def chain_input(seq: int, prev_hash: str, body: str) -> bytes:
     """Exactly ``_dumps([FORMAT, seq, prev_hash, json.loads(body)])``, without re-serialising."""
-    return f'["{FORMAT}",{int(seq)},{_dumps(prev_hash)},{body}]'.encode()
+    prev = f'"{prev_hash}"' if _HEX64.fullmatch(prev_hash) else _dumps(prev_hash)
+    return f'["{FORMAT}",{int(seq)},{prev},{body}]'.encode()
 
 
 def row_hash(seq: int, prev_hash: str, body: str) -> str:

@@ -23,10 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, event, insert, select, update
+from sqlalchemy import JSON, Connection, Table, bindparam, event, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
+from certctl.db.base import UTCDateTime
 from certctl.db.models import AuditChainHead, AuditEvent
 from certctl.domain.audit.canonical import BODY_FIELDS, body_json, json_value, row_hash
 from certctl.domain.audit.redact import redact
@@ -34,11 +35,47 @@ from certctl.domain.audit.redact import redact
 __all__ = ["AuditChainError", "append", "prepare", "stage"]
 
 _PENDING = "certctl.audit.pending"
+_NO_HEAD = "audit_chain_head has no row: the audit chain cannot be extended"
 _HEAD_ID = 1
 _EVENTS = cast(Table, AuditEvent.__table__)
-_ONE_STATEMENT_ROWS = 256
-"""Up to this many rows (13 parameters each) are inserted by the statement advancing the head."""
 _HEAD = cast(Table, AuditChainHead.__table__)
+_ADVANCE = (
+    update(_HEAD)
+    .where(_HEAD.c.id == _HEAD_ID)
+    .values(last_seq=bindparam("head_seq"), last_hash=bindparam("head_hash"))
+)
+_PG_APPEND_ONE = text(
+    """
+    WITH head AS (
+        SELECT last_seq + 1 AS seq, last_hash AS prev
+        FROM audit_chain_head WHERE id = 1 FOR UPDATE
+    ), link AS (
+        SELECT seq, prev, encode(sha256(convert_to(
+            '["certctl-audit/1",' || seq || ',' || to_json(prev)::text || ','
+            || CAST(:body AS text) || ']', 'UTF8')), 'hex') AS row_hash
+        FROM head
+    ), appended AS (
+        INSERT INTO audit_events (id, "timestamp", actor, actor_type, action, resource_type,
+                                  resource_id, outcome, category, details,
+                                  seq, prev_hash, row_hash)
+        SELECT :id, CAST(:timestamp AS timestamptz), :actor, :actor_type, :action,
+               :resource_type, :resource_id, :outcome, :category, CAST(:details AS json),
+               seq, prev, row_hash
+        FROM link
+        RETURNING seq, prev_hash, row_hash
+    )
+    UPDATE audit_chain_head SET last_seq = appended.seq, last_hash = appended.row_hash
+    FROM appended WHERE audit_chain_head.id = 1
+    RETURNING appended.seq, appended.prev_hash, appended.row_hash
+    """
+).bindparams(
+    bindparam("timestamp", type_=UTCDateTime()),
+    bindparam("details", type_=JSON()),
+)
+"""PostgreSQL, one row (the common case: one per request): lock the head, hash, insert and
+advance in a single statement, so the head is held for that statement and the commit only.
+The hashed document is spliced exactly as :func:`certctl.domain.audit.canonical.chain_input`
+does, and the result is checked against it before commit."""
 
 
 class AuditChainError(RuntimeError):
@@ -81,6 +118,8 @@ def append(conn: Connection, staged: list[tuple[dict[str, Any], str]]) -> list[d
 
     Call it as the last statement before COMMIT: the head stays locked until then.
     """
+    if conn.dialect.name == "postgresql" and len(staged) == 1:
+        return [_append_one_postgres(conn, *staged[0])]
     where = _HEAD.c.id == _HEAD_ID
     if conn.dialect.name == "sqlite":
         # SQLite has no row locks: a write takes the database write lock, and the head is read
@@ -96,7 +135,7 @@ def append(conn: Connection, staged: list[tuple[dict[str, Any], str]]) -> list[d
             select(_HEAD.c.last_seq, _HEAD.c.last_hash).where(where).with_for_update()
         ).one_or_none()
     if head is None:
-        raise AuditChainError("audit_chain_head has no row: the audit chain cannot be extended")
+        raise AuditChainError(_NO_HEAD)
     seq, prev = int(head[0]), str(head[1])
     rows = []
     for values, body in staged:
@@ -104,14 +143,19 @@ def append(conn: Connection, staged: list[tuple[dict[str, Any], str]]) -> list[d
         digest = row_hash(seq, prev, body)
         rows.append({**values, "seq": seq, "prev_hash": prev, "row_hash": digest})
         prev = digest
-    advance = update(_HEAD).where(where).values(last_seq=seq, last_hash=prev)
-    if conn.dialect.name == "postgresql" and len(rows) <= _ONE_STATEMENT_ROWS:
-        # One round trip while the head is locked: the insert rides along as a CTE.
-        conn.execute(advance.add_cte(insert(_EVENTS).values(rows).cte("appended")))
-    else:
-        conn.execute(insert(_EVENTS), rows)
-        conn.execute(advance)
+    conn.execute(insert(_EVENTS), rows)
+    conn.execute(_ADVANCE, {"head_seq": seq, "head_hash": prev})
     return rows
+
+
+def _append_one_postgres(conn: Connection, values: dict[str, Any], body: str) -> dict[str, Any]:
+    link = conn.execute(_PG_APPEND_ONE, {**values, "body": body}).one_or_none()
+    if link is None:
+        raise AuditChainError(_NO_HEAD)
+    seq, prev, digest = int(link[0]), str(link[1]), str(link[2])
+    if digest != row_hash(seq, prev, body):  # the SQL and Python encodings must never drift
+        raise AuditChainError(f"the database hashed audit row seq {seq} differently")
+    return {**values, "seq": seq, "prev_hash": prev, "row_hash": digest}
 
 
 def _within(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:
