@@ -80,6 +80,10 @@ class Runtime:
         self.auth = Authenticator(
             demo=settings.auth_type == "none", keys=self.keys, roles=self.roles
         )
+        # audit: hash-chain verification, one walk at a time per process
+        from certctl.domain.audit.verify import ChainVerifier
+
+        self.audit_chain = ChainVerifier(self.engine)
         self.connectors = ConnectorService(self.host.registry, self.sessions, self.box, self.http)
         self.worker = Worker(self)
         self.role = role

@@ -531,3 +531,15 @@ async def test_who_may_read_verify_and_export(client, admin_headers, viewer_head
         await client.get("/api/v1/audit", params={"action": "audit.export"}, headers=auditor)
     ).json()["data"]
     assert sorted(e["actor"] for e in exports) == ["admin", "auditor-1"]
+
+
+async def test_concurrent_verifications_share_one_walk(client):
+    await write(client.runtime, 3)
+    verifier = client.runtime.audit_chain
+    first, second, other = await asyncio.gather(
+        verifier.verify(), verifier.verify(), verifier.verify(None)
+    )
+    assert first is second is other  # one walk, one report
+    assert (first.ok, first.checked) == (True, 3)
+    again = await verifier.verify()
+    assert again is not first and again == first  # a later call walks again

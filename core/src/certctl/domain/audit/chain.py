@@ -2,12 +2,18 @@
 
 :func:`stage` parks a row on the session (``session.info``) instead of inserting it. When the
 session commits, a ``before_commit`` hook flushes every other pending change first, then locks
-the chain head (``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite the database write lock, taken
-by a no-op write before the head is read), numbers and hashes the parked rows, inserts them and
-advances the head. So:
+the chain head, numbers and hashes the parked rows, inserts them and advances the head:
 
-* the head is the last lock a transaction takes and is held only for one insert, one update
-  and the commit: two writers can queue on it but never deadlock through it;
+* PostgreSQL, one row (a request's usual share): a single statement locks the head
+  (``SELECT … FOR UPDATE`` in a CTE), hashes with ``sha256()``, inserts and advances;
+* PostgreSQL, several rows: ``SELECT … FOR UPDATE``, hashing here, one INSERT, one UPDATE;
+* SQLite: an ``UPDATE … RETURNING`` of the head takes the database write lock and reads the
+  head under it, then the same INSERT and UPDATE.
+
+So:
+
+* the head is the last lock a transaction takes and is held only for those statements and the
+  commit: writers queue on it but never deadlock through it;
 * rows enter the chain in commit order, gapless, whichever replica writes them, and a
   transaction that rolls back leaves neither rows nor a hole;
 * an audit row still commits or rolls back with the change it records (savepoints included:

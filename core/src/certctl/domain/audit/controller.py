@@ -16,7 +16,7 @@ from certctl.db.models import AuditEvent
 from certctl.domain.audit.export import FORMATS, export_stream
 from certctl.domain.audit.schemas import AuditEventOut, ChainReport
 from certctl.domain.audit.service import AuditFilter, list_events, read_head, record
-from certctl.domain.audit.verify import parse_anchor, verify_database
+from certctl.domain.audit.verify import parse_anchor
 from certctl.errors import BadRequest, NotFound
 from certctl.lib.deps import ActorDep, RuntimeDep, SessionDep
 from certctl.lib.pagination import Page, page_window
@@ -87,7 +87,7 @@ class AuditController(Controller):
             expected = parse_anchor(anchor) if anchor is not None else None
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        return await verify_database(runtime.engine, anchor=expected)
+        return await runtime.audit_chain.verify(expected)
 
     @get("/export", opt={"permission": "audit.export"})
     async def export_audit(

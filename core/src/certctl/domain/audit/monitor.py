@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from certctl.domain.audit.service import record
-from certctl.domain.audit.verify import verify_database
 from certctl.domain.auth.actor import Actor
 
 if TYPE_CHECKING:
@@ -26,7 +25,7 @@ async def verify_chain_and_report(runtime: Runtime) -> int:
     The audit row of a break is appended after the head, so it does not hide the break (the
     walk still stops at the first broken link) and says when the break was first seen.
     """
-    report = await verify_database(runtime.engine)
+    report = await runtime.audit_chain.verify()
     if report.ok:
         _log.info("audit chain intact: %d rows up to seq %d", report.checked, report.head_seq)
         return report.checked

@@ -17,6 +17,7 @@ writers commit meanwhile are neither missed nor reported.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -29,7 +30,14 @@ from certctl.db.models import AuditChainHead, AuditEvent
 from certctl.domain.audit.canonical import GENESIS_HASH, body_json, row_hash
 from certctl.domain.audit.schemas import ChainBreak, ChainReport
 
-__all__ = ["Anchor", "ChainWalker", "parse_anchor", "verify_database", "verify_export_lines"]
+__all__ = [
+    "Anchor",
+    "ChainVerifier",
+    "ChainWalker",
+    "parse_anchor",
+    "verify_database",
+    "verify_export_lines",
+]
 
 PAGE_SIZE = 1000
 _COLUMNS = tuple(AuditEvent.__table__.c)
@@ -167,6 +175,29 @@ async def verify_database(
                 break
             after = int(page[-1]["seq"])
     return walker.finish(head_seq, head_hash)
+
+
+class ChainVerifier:
+    """The process's walks of the chain: one at a time, and callers asking for the same walk
+    while it runs share its report, so repeated requests cannot multiply the CPU it costs."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._lock = asyncio.Lock()
+        self._running: dict[Anchor | None, asyncio.Task[ChainReport]] = {}
+
+    async def _walk(self, anchor: Anchor | None) -> ChainReport:
+        async with self._lock:
+            return await verify_database(self._engine, anchor=anchor)
+
+    async def verify(self, anchor: Anchor | None = None) -> ChainReport:
+        """Walk the chain (or join the walk already running with the same anchor)."""
+        task = self._running.get(anchor)
+        if task is None:
+            task = asyncio.create_task(self._walk(anchor))
+            self._running[anchor] = task
+            task.add_done_callback(lambda _: self._running.pop(anchor, None))
+        return await asyncio.shield(task)
 
 
 def verify_export_lines(lines: Iterable[str | bytes], anchor: Anchor | None = None) -> ChainReport:

@@ -15,10 +15,11 @@ Revises: 0007
 Create Date: 2026-12-02 08:00:00.000000
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 import hashlib
 import json
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -51,11 +52,11 @@ _audit = sa.table(
 )
 
 
-def _dumps(value):
+def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(',', ':'), ensure_ascii=True, allow_nan=False)
 
 
-def _row_hash(seq, prev, row):
+def _row_hash(seq: int, prev: str, row: Mapping[Any, Any]) -> str:
     body = {name: row[name] for name in BODY}
     stamp = row['timestamp']
     stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
@@ -63,10 +64,10 @@ def _row_hash(seq, prev, row):
     return hashlib.sha256(_dumps(['certctl-audit/1', seq, prev, body]).encode()).hexdigest()
 
 
-def _backfill(bind):
+def _backfill(bind: sa.Connection) -> tuple[int, str]:
     """Chain every existing row in (timestamp, id) order; returns the last (seq, hash)."""
     seq, prev = 0, GENESIS
-    after = None
+    after: tuple[Any, str] | None = None
     columns = [_audit.c[name] for name in BODY]
     update = (
         _audit.update()
@@ -94,7 +95,7 @@ def _backfill(bind):
         after = (rows[-1]['timestamp'], rows[-1]['id'])
 
 
-def _sqlite_audit_triggers():
+def _sqlite_audit_triggers() -> None:
     for verb in ('UPDATE', 'DELETE'):
         op.execute(
             f"CREATE TRIGGER audit_events_no_{verb.lower()} BEFORE {verb} ON audit_events "
@@ -102,7 +103,7 @@ def _sqlite_audit_triggers():
         )
 
 
-def _drop_sqlite_audit_triggers():
+def _drop_sqlite_audit_triggers() -> None:
     for verb in ('update', 'delete'):
         op.execute(f"DROP TRIGGER IF EXISTS audit_events_no_{verb}")
 
