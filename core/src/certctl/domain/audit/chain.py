@@ -33,7 +33,7 @@ from sqlalchemy import JSON, Connection, Table, bindparam, event, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
-from certctl.db.base import UTCDateTime
+from certctl.db.base import UTCDateTime, utcnow
 from certctl.db.models import AuditChainHead, AuditEvent
 from certctl.domain.audit.canonical import BODY_FIELDS, body_json, json_value, row_hash
 from certctl.domain.audit.redact import redact
@@ -179,6 +179,8 @@ def _hold_back_direct_adds(session: Session, _context: Any, _instances: Any) -> 
     for obj in list(session.new):
         if isinstance(obj, AuditEvent):
             session.expunge(obj)
+            if getattr(obj, "timestamp", None) is None:  # the column default applies at INSERT
+                obj.timestamp = utcnow()
             values = {name: getattr(obj, name) for name in BODY_FIELDS}
             stage(session, values, obj)
 
