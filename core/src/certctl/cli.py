@@ -1,4 +1,4 @@
-"""The ``certctl`` command: serve, migrate, plugins."""
+"""The ``certctl`` command: serve, worker, migrate, plugins, audit."""
 
 from __future__ import annotations
 
@@ -201,3 +201,53 @@ def plugins_list(as_json: bool) -> None:
         )
     if report.failures:
         sys.exit(1)
+
+
+@main.group()
+def audit() -> None:
+    """Check the audit trail's hash chain."""
+
+
+@audit.command("verify")
+@click.option("--database-url", help="Database URL (CERTCTL_DATABASE_URL).")
+@click.option(
+    "--file",
+    "export_file",
+    type=click.File("rb"),
+    help="Verify an unfiltered NDJSON export (GET /api/v1/audit/export) instead of the database.",
+)
+@click.option(
+    "--anchor",
+    metavar="SEQ:HASH",
+    help="A link written down earlier (a report's head_seq:head_hash) that must still be there.",
+)
+def audit_verify(database_url: str | None, export_file: Any, anchor: str | None) -> None:
+    """Walk the chain and print the report as JSON; exit 1 when a link is broken."""
+    from certctl.domain.audit.verify import parse_anchor, verify_database, verify_export_lines
+
+    try:
+        expected = parse_anchor(anchor) if anchor is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--anchor") from None
+    if export_file is not None:
+        report = verify_export_lines(export_file, expected)
+    else:
+        from sqlalchemy.exc import DBAPIError
+
+        from certctl.db.engine import create_engine
+
+        settings = _settings(database_url=database_url, demo=True)
+
+        async def run() -> Any:
+            engine = create_engine(settings.effective_database_url)
+            try:
+                return await verify_database(engine, anchor=expected)
+            finally:
+                await engine.dispose()
+
+        try:
+            report = asyncio.run(run())
+        except (DBAPIError, OSError) as exc:
+            raise click.ClickException(f"cannot read the audit trail: {exc}") from None
+    click.echo(json.dumps(msgspec.to_builtins(report), indent=2))
+    sys.exit(0 if report.ok else 1)

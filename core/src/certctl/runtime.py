@@ -97,6 +97,10 @@ class Runtime:
         from certctl.domain.sso.gc import collect_sso_garbage
 
         self.browser_sessions.add_sweep("sso", collect_sso_garbage)
+        # audit: hash-chain verification, one walk at a time per process
+        from certctl.domain.audit.verify import ChainVerifier
+
+        self.audit_chain = ChainVerifier(self.engine)
         self.connectors = ConnectorService(self.host.registry, self.sessions, self.box, self.http)
         self.worker = Worker(self)
         self.role = role

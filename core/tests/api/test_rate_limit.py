@@ -9,6 +9,7 @@ import msgspec
 import pytest
 import sqlalchemy as sa
 
+from certctl.db.models import AuditEvent
 from certctl.lib.ratelimit_http import RequestLimits
 
 CHECK = "/api/v1/auth/check"
@@ -207,3 +208,25 @@ async def test_two_replicas_share_one_budget_on_postgresql_only(
         for replica in (first, second):
             admitted += (await replica.get(CHECK, headers=viewer_headers)).status_code == 200
     assert admitted == (7 if shared else 12)
+
+
+async def test_refused_writes_are_audited_but_429s_are_not(app_factory, clock, viewer_headers):
+    client = await _limited(
+        app_factory, clock, rate_limit_per_user_rps=0.001, rate_limit_per_user_burst=3
+    )
+    codes = [
+        (
+            await client.post("/api/v1/profiles", json={"name": "x"}, headers=viewer_headers)
+        ).status_code
+        for _ in range(6)
+    ]
+    assert codes == [403, 403, 403, 429, 429, 429]
+    async with client.runtime.sessions() as session:
+        rows = (
+            await session.execute(
+                sa.select(AuditEvent.outcome, AuditEvent.details).where(
+                    AuditEvent.action == "api.post", AuditEvent.actor == "viewer"
+                )
+            )
+        ).all()
+    assert sorted(d["status"] for _, d in rows) == [403, 403, 403]

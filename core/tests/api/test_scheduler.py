@@ -160,6 +160,7 @@ async def test_status_shows_loops_runs_errors_and_the_leader(
         "garbage-collection",
         "session-gc",
         "rate-limit-janitor",
+        "audit-chain-verify",
     }
     assert [name for name, loop in loops.items() if not loop["leader_only"]] == [
         "job-processor",

@@ -28,6 +28,13 @@ _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 _log = logging.getLogger("certctl.audit")
 
 
+def _audited(status: int) -> bool:
+    """Refusals and failures are audited, except 429: the rate limit exists to shed a flood,
+    and one audit row (with its hash-chain lock) per refused request would let the flood write
+    to the database at the rate it is sent."""
+    return status >= 400 and status != 429
+
+
 class AuditFailuresMiddleware:
     """ASGI middleware; wraps the whole app."""
 
@@ -69,14 +76,14 @@ class AuditFailuresMiddleware:
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 # Hash what the handler never read, while the request can still be received.
-                while status >= 400 and not body_done and size <= limit:
+                while _audited(status) and not body_done and size <= limit:
                     consume(await receive())
             await send(message)
 
         try:
             await self.app(asgi_scope, receive_wrapper, send_wrapper)
         finally:
-            if status >= 400:
+            if _audited(status):
                 details: dict[str, Any] = {"status": status, "body_sha256": None}
                 if size > limit:
                     details["body_too_large"] = True

@@ -124,6 +124,13 @@ async def _rate_limit_janitor(runtime: Runtime) -> int:
     return await runtime.rate_limits.prune()
 
 
+# audit: the hash-chain check
+async def _audit_chain_verify(runtime: Runtime) -> int:
+    from certctl.domain.audit.monitor import verify_chain_and_report
+
+    return await verify_chain_and_report(runtime)
+
+
 def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
     """The loops of this process, intervals resolved from its settings."""
     settings = runtime.settings
@@ -247,6 +254,15 @@ def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
             leader_only=False,
             timeout=60.0,
             run_at_start=False,
+        ),
+        # audit: the hash-chain check
+        LoopSpec(
+            name="audit-chain-verify",
+            description="walk the audit hash chain; a broken link is logged (ERROR) and audited",
+            run=_audit_chain_verify,
+            interval=6 * 3600.0,
+            leader_only=True,
+            timeout=1800.0,
         ),
     ]
     known = {spec.name for spec in specs}

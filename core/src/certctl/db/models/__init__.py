@@ -1,7 +1,7 @@
 """All models, importable from one place (Alembic reads ``Base.metadata`` from here)."""
 
 from certctl.db.models.approval import ApprovalRequest
-from certctl.db.models.audit import AuditEvent
+from certctl.db.models.audit import AuditChainHead, AuditEvent
 from certctl.db.models.auth import ApiKey, SystemFlag
 from certctl.db.models.breakglass import BreakglassCredential  # guard (issue 4)
 from certctl.db.models.certificate import (
@@ -30,6 +30,7 @@ from certctl.db.models.user import User
 __all__ = [
     "ApiKey",
     "ApprovalRequest",
+    "AuditChainHead",
     "AuditEvent",
     "AuthGeneration",
     "BreakglassCredential",
