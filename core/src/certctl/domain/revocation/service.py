@@ -398,7 +398,11 @@ async def generate_crl(
                 if number is None:
                     existing = await session.get(CrlState, row.id)
                     if existing is not None:
-                        return existing  # fresh enough: another request just re-signed it
+                        if stale_before is not None:
+                            return existing  # fresh enough: another request just re-signed it
+                        # The first CRL was stored between our UPDATE and this read: go again,
+                        # so this generation gets the next number instead of reporting that one.
+                        continue
                 now = utcnow().replace(microsecond=0)
                 entries = await _crl_entries(session, row.id)
                 der = await issuer.sign_crl(
