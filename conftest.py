@@ -255,3 +255,18 @@ def certctl_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCapture
     finally:
         logger.removeHandler(caplog.handler)
         logger.setLevel(previous)
+
+
+@pytest.fixture
+def empty_database_url(
+    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A database nobody has migrated (the ``database_url`` of PostgreSQL is a migrated clone)."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    name = f"certctl_empty_{secrets.token_hex(6)}"
+    _admin(admin_url, f'CREATE DATABASE "{name}"')
+    yield "postgresql+asyncpg://" + _with_database(admin_url, name).split("://", 1)[1]
+    _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

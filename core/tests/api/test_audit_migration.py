@@ -1,6 +1,5 @@
 """Migration 0011 chains the rows that existed before it and leaves the trail append-only."""
 
-import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -27,29 +26,6 @@ OLD_EVENTS = sa.table(
     sa.column("category", sa.String()),
     sa.column("details", sa.JSON()),
 )
-
-
-@pytest.fixture
-async def empty_database_url(database_url, tmp_path, request):
-    """A database nobody has migrated (the ``database_url`` of PostgreSQL is a migrated clone)."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-        return
-    import asyncpg
-
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    name = f"certctl_audit_{secrets.token_hex(6)}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield "postgresql+asyncpg://" + admin_url.split("://", 1)[1].rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 def _down_revision() -> str:

@@ -1,7 +1,6 @@
 """Migrations: head, idempotence, models in step with the schema, concurrent migrators."""
 
 import asyncio
-import secrets
 
 import pytest
 import sqlalchemy as sa
@@ -12,29 +11,6 @@ import certctl.db.models  # noqa: F401 - registers every table on the metadata
 from certctl.db.base import Base
 from certctl.db.engine import create_engine
 from certctl.db.migrate import current_revision, head_revision, migrate
-
-
-@pytest.fixture
-async def empty_database_url(database_url, tmp_path, request):
-    """A database nobody has migrated (the ``database_url`` of PostgreSQL is a migrated clone)."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-        return
-    import asyncpg
-
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    name = f"certctl_empty_{secrets.token_hex(6)}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield "postgresql+asyncpg://" + admin_url.split("://", 1)[1].rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def _version_rows(engine) -> list[str]:
