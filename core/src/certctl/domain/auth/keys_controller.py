@@ -23,9 +23,9 @@ from certctl.domain.auth.keystore import generate_api_key, hash_api_key
 from certctl.domain.auth.schemas import GrantOut, KeyIn, KeyOut, KeyRoleIn
 from certctl.domain.auth.service import (
     add_grant,
+    add_grant_and_commit,
     audit_grant,
     check_no_escalation,
-    grant_out,
     remove_grant,
     role_permissions,
 )
@@ -226,7 +226,8 @@ class KeysController(Controller):
     ) -> GrantOut:
         """Grant a role to the key's name (database key id or environment key name)."""
         name = await _key_name(runtime, session, key_id)
-        grant = await add_grant(
+        return await add_grant_and_commit(
+            runtime,
             session,
             actor,
             actor_type="APIKey",
@@ -236,10 +237,6 @@ class KeysController(Controller):
             scope_id=data.scope_id,
             expires_at=data.expires_at,
         )
-        audit_grant(session, actor, "auth.role.assign", grant)
-        await session.commit()
-        runtime.auth_generation.invalidate()
-        return grant_out(grant)
 
     @delete(
         "/{key_id:str}/roles/{role_id:str}", opt={"permission": "auth.role.revoke"}, status_code=204

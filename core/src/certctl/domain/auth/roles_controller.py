@@ -22,7 +22,7 @@ from certctl.domain.auth.schemas import (
     RoleUpdate,
 )
 from certctl.domain.auth.service import (
-    add_grant,
+    add_grant_and_commit,
     audit_grant,
     check_no_escalation,
     grant_out,
@@ -281,7 +281,8 @@ class GrantsController(Controller):
         self, runtime: RuntimeDep, session: SessionDep, actor: ActorDep, data: JSONBody[GrantIn]
     ) -> GrantOut:
         """Grant a role, globally or for one profile or issuer."""
-        grant = await add_grant(
+        return await add_grant_and_commit(
+            runtime,
             session,
             actor,
             actor_type=data.actor_type,
@@ -291,10 +292,6 @@ class GrantsController(Controller):
             scope_id=data.scope_id,
             expires_at=data.expires_at,
         )
-        audit_grant(session, actor, "auth.role.assign", grant)
-        await session.commit()
-        runtime.auth_generation.invalidate()
-        return grant_out(grant)
 
     @delete("/{grant_id:str}", opt={"permission": "auth.role.revoke"})
     async def delete_grant(

@@ -8,6 +8,7 @@ not let an operator-level admin helper mint an admin.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sqlalchemy import delete, func, or_, select
@@ -23,10 +24,14 @@ from certctl.domain.auth.rbac import DEMO_ACTOR
 from certctl.domain.auth.schemas import GrantOut
 from certctl.errors import BadRequest, Conflict, Forbidden
 
+if TYPE_CHECKING:
+    from certctl.runtime import Runtime
+
 __all__ = [
     "ACTOR_TYPES",
     "SCOPE_TYPES",
     "add_grant",
+    "add_grant_and_commit",
     "admin_exists",
     "audit_grant",
     "check_no_escalation",
@@ -161,3 +166,14 @@ def audit_grant(session: AsyncSession, actor: Actor, action: str, grant: RoleGra
             "scope_id": grant.scope_id,
         },
     )
+
+
+async def add_grant_and_commit(
+    runtime: Runtime, session: AsyncSession, actor: Actor, **grant: Any
+) -> GrantOut:
+    """:func:`add_grant`, its audit row and the commit, then drop this process's caches."""
+    row = await add_grant(session, actor, **grant)
+    audit_grant(session, actor, "auth.role.assign", row)
+    await session.commit()
+    runtime.auth_generation.invalidate()
+    return grant_out(row)
