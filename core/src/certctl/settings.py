@@ -364,6 +364,37 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """When set, only this SSO provider's users (by id or name) can be the first admin by group."""
     oidc_provider_file: str = ""
     """A JSON file declaring an SSO provider, created at start unless one of its name exists."""
+    # --- ACME server (domain/acme) ---
+    acme_server_enabled: bool = True
+    """Serve ``/acme/...``; a profile also needs an ``issuer_id`` before its directory answers."""
+    acme_default_profile_id: str = ""
+    """The profile the shorthand ``/acme/directory`` layout serves."""
+    acme_default_auth_mode: Literal["challenge", "trust_authenticated"] = "challenge"
+    acme_eab_required: bool = False
+    acme_tos_url: str = ""
+    acme_website: str = ""
+    acme_caa_identities: tuple[str, ...] = ()
+    acme_nonce_ttl_seconds: int = 300
+    acme_order_ttl_seconds: int = 86400
+    acme_authz_ttl_seconds: int = 86400
+    acme_ari_enabled: bool = True
+    acme_ari_poll_interval_seconds: int = 6 * 3600
+    """``Retry-After`` of renewal-info answers."""
+    acme_dns_resolver: str = ""
+    """``host[:port]`` of the DNS server validators ask (A/AAAA/TXT); empty: the system's."""
+    acme_http01_port: int = 80
+    """RFC 8555 fixes 80; tests and lab set-ups point it elsewhere."""
+    acme_tlsalpn01_port: int = 443
+    """RFC 8737 fixes 443."""
+    acme_validation_allow_loopback: bool = False
+    """Let validators connect to loopback addresses (tests; never in production)."""
+    acme_validation_timeout_seconds: float = 10.0
+    acme_validation_concurrency: int = 10
+    """Validations in flight per challenge type and process."""
+    acme_orders_per_hour_per_account: int = 300
+    acme_orders_per_hour_per_ip: int = 1000
+    acme_pending_orders_per_account: int = 100
+    acme_failed_validations_per_hour_per_account: int = 60
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -500,6 +531,47 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "bootstrap_admin_groups": _list(e, "CERTCTL_BOOTSTRAP_ADMIN_GROUPS") or (),
             "bootstrap_oidc_provider_id": e.get("CERTCTL_BOOTSTRAP_OIDC_PROVIDER_ID", "").strip(),
             "oidc_provider_file": e.get("CERTCTL_OIDC_PROVIDER_FILE", "").strip(),
+            # --- ACME server (domain/acme) ---
+            "acme_server_enabled": _bool(e, "CERTCTL_ACME_SERVER_ENABLED", True),
+            "acme_default_profile_id": e.get("CERTCTL_ACME_SERVER_DEFAULT_PROFILE_ID", "").strip(),
+            "acme_default_auth_mode": (
+                e.get("CERTCTL_ACME_SERVER_DEFAULT_AUTH_MODE") or "challenge"
+            ).strip(),
+            "acme_eab_required": _bool(e, "CERTCTL_ACME_SERVER_EAB_REQUIRED", False),
+            "acme_tos_url": e.get("CERTCTL_ACME_SERVER_TOS_URL", "").strip(),
+            "acme_website": e.get("CERTCTL_ACME_SERVER_WEBSITE", "").strip(),
+            "acme_caa_identities": _list(e, "CERTCTL_ACME_SERVER_CAA_IDENTITIES") or (),
+            "acme_nonce_ttl_seconds": _duration(e, "CERTCTL_ACME_SERVER_NONCE_TTL", 300),
+            "acme_order_ttl_seconds": _duration(e, "CERTCTL_ACME_SERVER_ORDER_TTL", 86400),
+            "acme_authz_ttl_seconds": _duration(e, "CERTCTL_ACME_SERVER_AUTHZ_TTL", 86400),
+            "acme_ari_enabled": _bool(e, "CERTCTL_ACME_SERVER_ARI_ENABLED", True),
+            "acme_ari_poll_interval_seconds": _duration(
+                e, "CERTCTL_ACME_SERVER_ARI_POLL_INTERVAL", 6 * 3600
+            ),
+            "acme_dns_resolver": e.get("CERTCTL_ACME_SERVER_DNS_RESOLVER", "").strip(),
+            "acme_http01_port": _int(e, "CERTCTL_ACME_SERVER_HTTP01_PORT", 80, minimum=1),
+            "acme_tlsalpn01_port": _int(e, "CERTCTL_ACME_SERVER_TLSALPN01_PORT", 443, minimum=1),
+            "acme_validation_allow_loopback": _bool(
+                e, "CERTCTL_ACME_SERVER_VALIDATION_ALLOW_LOOPBACK", False
+            ),
+            "acme_validation_timeout_seconds": _float(
+                e, "CERTCTL_ACME_SERVER_VALIDATION_TIMEOUT", 10.0
+            ),
+            "acme_validation_concurrency": _int(
+                e, "CERTCTL_ACME_SERVER_VALIDATION_CONCURRENCY", 10, minimum=1
+            ),
+            "acme_orders_per_hour_per_account": _int(
+                e, "CERTCTL_ACME_SERVER_ORDERS_PER_HOUR_PER_ACCOUNT", 300, minimum=1
+            ),
+            "acme_orders_per_hour_per_ip": _int(
+                e, "CERTCTL_ACME_SERVER_ORDERS_PER_HOUR_PER_IP", 1000, minimum=1
+            ),
+            "acme_pending_orders_per_account": _int(
+                e, "CERTCTL_ACME_SERVER_PENDING_ORDERS_PER_ACCOUNT", 100, minimum=1
+            ),
+            "acme_failed_validations_per_hour_per_account": _int(
+                e, "CERTCTL_ACME_SERVER_FAILED_VALIDATIONS_PER_HOUR", 60, minimum=1
+            ),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):
@@ -573,6 +645,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         # SSO (oidc)
         if not 1 <= self.oidc_bcl_max_age_seconds <= 600:
             raise SettingsError("CERTCTL_OIDC_BCL_MAX_AGE_SECONDS: must be between 1 and 600")
+        if self.acme_default_auth_mode not in ("challenge", "trust_authenticated"):
+            raise SettingsError(
+                "CERTCTL_ACME_SERVER_DEFAULT_AUTH_MODE: expected challenge or trust_authenticated"
+            )
+        if self.acme_nonce_ttl_seconds < 10:
+            raise SettingsError("CERTCTL_ACME_SERVER_NONCE_TTL: must be at least 10 seconds")
         if self.bootstrap_oidc_provider_id and not self.bootstrap_admin_groups:
             raise SettingsError(
                 "CERTCTL_BOOTSTRAP_OIDC_PROVIDER_ID needs CERTCTL_BOOTSTRAP_ADMIN_GROUPS"

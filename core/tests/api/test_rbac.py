@@ -43,7 +43,7 @@ async def query(database_url: str, sql: str) -> list[tuple]:
 async def test_migrated_database_matches_the_code(client, database_url):
     permissions = {p for (p,) in await query(database_url, "SELECT name FROM permissions")}
     assert permissions == ALL_PERMISSIONS
-    assert len(permissions) == 85  # the reference's 82 + plugin.read, scheduler.read/run
+    assert len(permissions) == 86  # the reference's 82 + plugin.read, scheduler.read/run, acme.admin
     rows = await query(database_url, "SELECT role_id, permission FROM role_permissions")
     seeded: dict[str, set[str]] = {}
     for role, permission in rows:
@@ -61,7 +61,7 @@ def test_role_sizes_follow_the_reference():
     # certctl's three additions; the auditor holds the trail and nothing else.
     sizes = {role: len(perms) for role, perms in ROLE_PERMISSIONS.items()}
     assert sizes == {
-        "r-admin": 85,
+        "r-admin": 86,
         "r-operator": 51,
         "r-viewer": 21,
         "r-agent": 6,

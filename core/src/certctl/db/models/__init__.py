@@ -1,5 +1,13 @@
 """All models, importable from one place (Alembic reads ``Base.metadata`` from here)."""
 
+from certctl.db.models.acme import (
+    AcmeAccount,
+    AcmeAuthorization,
+    AcmeChallenge,
+    AcmeEabKey,
+    AcmeNonce,
+    AcmeOrder,
+)
 from certctl.db.models.approval import ApprovalRequest
 from certctl.db.models.audit import AuditChainHead, AuditEvent
 from certctl.db.models.auth import ApiKey, SystemFlag
@@ -28,6 +36,12 @@ from certctl.db.models.sso import OidcLogoutJti, OidcPendingLogin  # SSO (oidc)
 from certctl.db.models.user import User
 
 __all__ = [
+    "AcmeAccount",
+    "AcmeAuthorization",
+    "AcmeChallenge",
+    "AcmeEabKey",
+    "AcmeNonce",
+    "AcmeOrder",
     "ApiKey",
     "ApprovalRequest",
     "AuditChainHead",

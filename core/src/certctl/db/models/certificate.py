@@ -31,6 +31,14 @@ class CertificateProfile(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     required_san_patterns: Mapped[list[str]] = mapped_column(JSON, default=list)
     requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    issuer_id: Mapped[str | None] = mapped_column(
+        String(40), ForeignKey("connectors.id"), nullable=True, index=True
+    )
+    """The issuer that signs for the profile's protocol clients (ACME, later EST and SCEP)."""
+    acme_auth_mode: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    """``challenge`` or ``trust_authenticated``; None: CERTCTL_ACME_SERVER_DEFAULT_AUTH_MODE."""
+    acme_eab_required: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    """None follows CERTCTL_ACME_SERVER_EAB_REQUIRED (trust_authenticated always requires it)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -72,6 +80,11 @@ class ManagedCertificate(Base):
     last_renewal_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_deployment_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     source: Mapped[str] = mapped_column(String(16), default="api")
+    key_location: Mapped[str] = mapped_column(String(8), default="server")
+    """``server`` (certctl generates and stores the key, and renews) or ``client`` (the key
+    never reaches certctl: ACME and agent CSRs; the client renews, so ``renew_at`` stays None)."""
+    replace_by: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    """An operator-scheduled replacement deadline; ARI answers a window ending here."""
     created_by: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

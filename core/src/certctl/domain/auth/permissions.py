@@ -1,7 +1,8 @@
 """The permission catalogue and the permissions of the seven built-in roles.
 
 The catalogue is the reference's 82 permissions plus the ones certctl adds for its own APIs
-(``plugin.read``, ``scheduler.read``, ``scheduler.run``). Migration 0007 seeds the database
+(``plugin.read``, ``scheduler.read``, ``scheduler.run``, and ``acme.admin`` from migration
+0012). Migration 0007 seeds the database
 from a frozen copy of these tables; a test compares the migrated database with them, so a
 permission added here without a migration (or the other way round) fails the suite.
 
@@ -106,6 +107,8 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
     "plugin.read": ("operator", "viewer", "mcp", "cli"),
     "scheduler.read": ("operator", "viewer", "mcp", "cli"),
     "scheduler.run": ("operator", "cli"),
+    # ACME server: External Account Binding keys and the accounts they bind (migration 0012).
+    "acme.admin": (),
 }
 """Permission → the built-in roles other than ``admin`` that hold it."""
 

@@ -105,7 +105,8 @@ class _Signed(NamedTuple):
     profile: CertificateProfile | None
     bundle: CertificateBundle
     csr_pem: str
-    key_pem: str
+    key_pem: str | None
+    """None when the key stays with the client (``key_location = client``)."""
 
 
 IssuanceOutcome = LifecycleEvent | None | BaseException
@@ -234,8 +235,10 @@ async def _place_orders(runtime: Runtime, orders: list[_Order], worker_id: str) 
     placed: list[dict[str, Any]] = []
     for order in orders:
         job, cert = order.job, order.cert
-        if job.result.get("csr_pem") and job.result.get("_pending_key_enc"):
-            continue
+        if job.result.get("csr_pem") and (
+            job.result.get("_pending_key_enc") or job.result.get("external_key")
+        ):
+            continue  # placed by an earlier attempt, or the client's own CSR
         key_type = KeyType(cert.key_type)
         if key_type.value.startswith("rsa"):
             key = await asyncio.to_thread(generate_key, key_type)
@@ -267,7 +270,7 @@ async def _sign(runtime: Runtime, order: _Order, worker_id: str) -> _Signed | No
     job, cert, profile, issuer_row, issuer = order
     order_id = job.result.get("order_id")
     csr_pem = str(job.result["csr_pem"])
-    sealed = str(job.result["_pending_key_enc"])
+    sealed = job.result.get("_pending_key_enc")
     if order_id:
         outcome = await issuer.poll(str(order_id))
     else:
@@ -303,7 +306,9 @@ async def _sign(runtime: Runtime, order: _Order, worker_id: str) -> _Signed | No
             ):
                 raise JobLost(job.id)
         return None
-    key_pem = runtime.box.decrypt(sealed, _pending_key_context(job.id)).decode()
+    key_pem = (
+        runtime.box.decrypt(str(sealed), _pending_key_context(job.id)).decode() if sealed else None
+    )
     return _Signed(
         job=job,
         certificate_id=cert.id,
@@ -372,8 +377,10 @@ async def _record_issued(
                     "chain_pem": "".join(bundle.chain_pem),
                     "csr_pem": item.csr_pem,
                     "key_type": cert.key_type,
-                    "private_key_enc": runtime.box.encrypt(
-                        item.key_pem.encode(), key_context(version_id)
+                    "private_key_enc": (
+                        runtime.box.encrypt(item.key_pem.encode(), key_context(version_id))
+                        if item.key_pem is not None
+                        else None
                     ),
                     "job_id": job.id,
                     "created_at": now,
@@ -387,7 +394,9 @@ async def _record_issued(
                     "serial_number": bundle.serial,
                     "fingerprint_sha256": bundle.fingerprint_sha256,
                     "expires_at": bundle.not_after,
-                    "renew_at": renew_at_for(
+                    "renew_at": None
+                    if cert.key_location == "client"  # its client renews it
+                    else renew_at_for(
                         cert,
                         item.profile,
                         policies.get(cert.id),
@@ -422,6 +431,9 @@ async def _record_issued(
                 "serial": bundle.serial,
                 "not_after": bundle.not_after.isoformat(),
                 "issuer_id": cert.issuer_id,
+                "profile_id": cert.profile_id,
+                "sans": list(cert.sans),
+                "source": cert.source,
                 "deployment_jobs": [d["id"] for d in deployments],
             }
             audit_rows.append(

@@ -36,6 +36,7 @@ from certctl_sdk.models import ExtendedKeyUsage, KeyType
 __all__ = [
     "CertificateFilter",
     "create_certificates",
+    "create_from_csr",
     "get_certificate",
     "job_out",
     "request_deployment",
@@ -343,6 +344,104 @@ async def create_certificates(
     return prepared
 
 
+async def create_from_csr(
+    session: AsyncSession,
+    *,
+    csr_pem: str,
+    names: Sequence[str],
+    key_type: KeyType,
+    profile: CertificateProfile,
+    actor: Actor,
+    source: str,
+    idempotency_key: str,
+    default_validity_days: int,
+    max_attempts: int,
+    validity_seconds: int | None = None,
+    approval_bypass: bool = False,
+) -> tuple[ManagedCertificate, Job]:
+    """A certificate whose key stays with its client: sign ``csr_pem`` through the job engine.
+
+    For the protocol servers (ACME now; EST, SCEP and the agent later). The caller has checked
+    that the CSR is well formed, self-signed and names exactly ``names``; here the profile's
+    policy is applied and the certificate (``key_location = client``: never renewed or deployed
+    by certctl) and its issuance job are added, under approval when the profile requires it.
+    The job carries the CSR itself, so the worker sends it unchanged; the caller commits.
+    """
+    if profile.issuer_id is None:
+        raise Conflict(f"profile {profile.name!r} names no issuer")
+    issuer = await session.get(ConnectorInstance, profile.issuer_id)
+    if issuer is None or issuer.family != "issuer" or not issuer.enabled:
+        raise Conflict(f"the issuer of profile {profile.name!r} is missing or disabled")
+    sans = classify_sans(list(names))
+    if validity_seconds is None:
+        validity_seconds = profile.max_ttl_seconds or default_validity_days * 86400
+    ekus = tuple(profile.allowed_ekus[:1] or ["serverAuth"])
+    check_issuance(
+        profile,
+        IssuancePolicyInput(
+            key_type=key_type, sans=sans, validity_seconds=validity_seconds, ekus=ekus
+        ),
+    )
+    now = utcnow()
+    cert = ManagedCertificate(
+        id=new_id("mc"),
+        name=names[0],
+        common_name=names[0],
+        sans=list(sans.all()),
+        key_type=str(key_type),
+        ekus=list(ekus),
+        validity_seconds=validity_seconds,
+        issuer_id=issuer.id,
+        profile_id=profile.id,
+        environment="",
+        tags={},
+        status="pending",
+        source=source,
+        key_location="client",
+        created_by=actor.name,
+        created_at=now,
+        updated_at=now,
+    )
+    job = Job(
+        **jobs.job_values(
+            type="issuance",
+            idempotency_key=idempotency_key,
+            certificate_id=cert.id,
+            requested_by=actor.name,
+            max_attempts=max_attempts,
+            now=now,
+            status=approvals.job_status_for(profile, bypass=approval_bypass),
+        )
+    )
+    job.result = {"csr_pem": csr_pem, "external_key": True, "requested_at": now.isoformat()}
+    session.add(cert)
+    await session.flush()
+    session.add(job)
+    record(
+        session,
+        actor,
+        "certificate.create",
+        resource_type="certificate",
+        resource_id=cert.id,
+        category="cert_lifecycle",
+        details={
+            "common_name": cert.common_name,
+            "sans": cert.sans,
+            "issuer_id": cert.issuer_id,
+            "profile_id": profile.id,
+            "source": source,
+            "job_id": job.id,
+        },
+    )
+    if profile.requires_approval:
+        await session.flush()
+        await approvals.open_for_jobs(
+            session, [(job, "cert_issuance", profile.id)], actor, bypass=approval_bypass
+        )
+    await evaluate_certificates(session, [cert], actor)
+    return cert, job
+
+
 async def update_certificate(
     session: AsyncSession, cert: ManagedCertificate, data: CertificateUpdate, actor: Actor
 ) -> list[str]:
@@ -367,6 +466,8 @@ async def update_certificate(
         cert.renewal_policy_id = data.renewal_policy_id or None
         changed.append("renewal_policy_id")
     if data.target_ids is not None:
+        if data.target_ids and cert.key_location == "client":
+            raise Conflict("certctl does not hold this certificate's key, so it cannot deploy it")
         await _set_targets(session, cert.id, await _check_targets(session, data.target_ids))
         changed.append("target_ids")
     cert.updated_at = utcnow()
@@ -412,6 +513,10 @@ async def request_renewal(
     """
     if cert.status in ("archived", "revoked"):
         raise Conflict(f"{cert.status} certificates cannot be renewed")
+    if cert.key_location == "client":
+        raise Conflict(
+            "the certificate's key is held by its client (ACME, agent): it renews itself"
+        )
     existing = await open_issuance_job(session, cert.id)
     if existing is not None:
         return existing

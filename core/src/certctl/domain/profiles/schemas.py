@@ -9,7 +9,14 @@ import msgspec
 
 from certctl.domain.approvals.schemas import ApprovalOut
 
-__all__ = ["KeyAlgorithmRule", "ProfileAccepted", "ProfileIn", "ProfileOut", "ProfileUpdate"]
+__all__ = [
+    "AcmeAuthMode",
+    "KeyAlgorithmRule", "ProfileAccepted", "ProfileIn", "ProfileOut", "ProfileUpdate"]
+
+
+AcmeAuthMode = Literal["challenge", "trust_authenticated"]
+"""``challenge``: every identifier is proven (http-01, dns-01, tls-alpn-01).
+``trust_authenticated``: authorizations start valid for accounts bound by an operator's EAB key."""
 
 
 class KeyAlgorithmRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -41,6 +48,12 @@ class ProfileIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Each pattern must be matched by at least one name of every request."""
     requires_approval: bool = False
     """Issuance, renewal and edits of this profile need a second person's approval."""
+    issuer_id: str | None = None
+    """The issuer that signs for protocol clients (ACME) enrolling under this profile."""
+    acme_auth_mode: AcmeAuthMode | None = None
+    """None follows CERTCTL_ACME_SERVER_DEFAULT_AUTH_MODE."""
+    acme_eab_required: bool | None = None
+    """None follows CERTCTL_ACME_SERVER_EAB_REQUIRED; ``trust_authenticated`` always needs EAB."""
 
 
 class ProfileUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -59,6 +72,10 @@ class ProfileUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     enabled: bool | None = None
     required_san_patterns: list[str] | None = None
     requires_approval: bool | None = None
+    issuer_id: str | None = None
+    """An issuer id; ``""`` detaches the profile from its issuer."""
+    acme_auth_mode: AcmeAuthMode | None = None
+    acme_eab_required: bool | None = None
 
 
 class ProfileOut(msgspec.Struct, kw_only=True):
@@ -77,6 +94,9 @@ class ProfileOut(msgspec.Struct, kw_only=True):
     enabled: bool
     required_san_patterns: list[str]
     requires_approval: bool
+    issuer_id: str | None
+    acme_auth_mode: AcmeAuthMode | None
+    acme_eab_required: bool | None
     created_at: datetime
     updated_at: datetime
 

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from certctl.db.base import new_id, utcnow
-from certctl.db.models import CertificateProfile, ManagedCertificate
+from certctl.db.models import CertificateProfile, ConnectorInstance, ManagedCertificate
 from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import Actor
 from certctl.domain.profiles.schemas import KeyAlgorithmRule, ProfileIn, ProfileOut, ProfileUpdate
@@ -22,6 +22,7 @@ from certctl_sdk.models import ExtendedKeyUsage
 __all__ = [
     "apply_update",
     "changes_of",
+    "check_issuer_id",
     "create_profile",
     "delete_profile",
     "edit_needs_approval",
@@ -50,9 +51,23 @@ def profile_out(row: CertificateProfile) -> ProfileOut:
         enabled=row.enabled,
         required_san_patterns=list(row.required_san_patterns or []),
         requires_approval=row.requires_approval,
+        issuer_id=row.issuer_id,
+        acme_auth_mode=row.acme_auth_mode,  # type: ignore[arg-type]
+        acme_eab_required=row.acme_eab_required,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+async def check_issuer_id(session: AsyncSession, issuer_id: str) -> None:
+    """A profile may only name an existing issuer connector."""
+    found = await session.scalar(
+        select(ConnectorInstance.id).where(
+            ConnectorInstance.id == issuer_id, ConnectorInstance.family == "issuer"
+        )
+    )
+    if found is None:
+        raise BadRequest(f"unknown issuer_id {issuer_id!r}")
 
 
 def validate_profile_fields(
@@ -85,6 +100,8 @@ async def create_profile(
     )
     if data.renewal_policy_id:
         await check_policy_ids(session, {data.renewal_policy_id})
+    if data.issuer_id:
+        await check_issuer_id(session, data.issuer_id)
     now = utcnow()
     row = CertificateProfile(
         id=new_id("prof"),
@@ -100,6 +117,9 @@ async def create_profile(
         enabled=data.enabled,
         required_san_patterns=list(data.required_san_patterns),
         requires_approval=data.requires_approval,
+        issuer_id=data.issuer_id,
+        acme_auth_mode=data.acme_auth_mode,
+        acme_eab_required=data.acme_eab_required,
         created_at=now,
         updated_at=now,
     )
@@ -162,6 +182,11 @@ async def apply_update(
         # "" detaches the profile from its renewal policy.
         await check_policy_ids(session, {data.renewal_policy_id or ""})
         changes["renewal_policy_id"] = data.renewal_policy_id or None
+    if "issuer_id" in changes:
+        # "" detaches the profile from its issuer.
+        if data.issuer_id:
+            await check_issuer_id(session, data.issuer_id)
+        changes["issuer_id"] = data.issuer_id or None
     for field, value in changes.items():
         setattr(row, field, value)
     row.updated_at = utcnow()
