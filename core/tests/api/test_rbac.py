@@ -43,7 +43,8 @@ async def query(database_url: str, sql: str) -> list[tuple]:
 async def test_migrated_database_matches_the_code(client, database_url):
     permissions = {p for (p,) in await query(database_url, "SELECT name FROM permissions")}
     assert permissions == ALL_PERMISSIONS
-    assert len(permissions) == 86  # the reference's 82 + plugin.read, scheduler.read/run, acme.admin
+    # the reference's 82 + plugin.read, scheduler.read/run, acme.admin
+    assert len(permissions) == 86
     rows = await query(database_url, "SELECT role_id, permission FROM role_permissions")
     seeded: dict[str, set[str]] = {}
     for role, permission in rows:

@@ -11,7 +11,12 @@ from certctl.domain.approvals.schemas import ApprovalOut
 
 __all__ = [
     "AcmeAuthMode",
-    "KeyAlgorithmRule", "ProfileAccepted", "ProfileIn", "ProfileOut", "ProfileUpdate"]
+    "KeyAlgorithmRule",
+    "ProfileAccepted",
+    "ProfileIn",
+    "ProfileOut",
+    "ProfileUpdate",
+]
 
 
 AcmeAuthMode = Literal["challenge", "trust_authenticated"]
