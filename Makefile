@@ -16,6 +16,8 @@ sync: $(SYNC_STAMP)
 run: sync
 	$(UV) run certctl serve --demo
 
+# One pytest worker per core; PYTEST_ARGS="-n 0" runs in one process (e.g. for pdb).
+PYTEST_ARGS ?= -n auto
 test: sync
 	$(UV) run pytest $(PYTEST_ARGS)
 

@@ -12,6 +12,10 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
 from certctl import __version__
+from certctl.domain.acme.challenges import ChallengeRunner
+from certctl.domain.acme.controller import AcmeController
+from certctl.domain.acme.eab_controller import AcmeAdminController
+from certctl.domain.acme.replacement_controller import ReplacementController
 from certctl.domain.approvals.controller import ApprovalController
 from certctl.domain.audit.controller import AuditController
 from certctl.domain.auth.controller import AuthController
@@ -59,12 +63,15 @@ def create_app(
     logging.getLogger("certctl").setLevel(settings.log_level.upper())
     runtime = Runtime(settings, host)
 
+    acme = ChallengeRunner(runtime)
+
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await runtime.start(background=background)
         try:
             yield
         finally:
+            await acme.stop()
             await runtime.stop()
 
     app = Litestar(
@@ -98,6 +105,10 @@ def create_app(
             # SSO (oidc)
             SsoBrowserController,
             SsoAdminController,
+            # ACME server (RFC 8555, RFC 9773)
+            AcmeController,
+            AcmeAdminController,
+            ReplacementController,
         ],
         dependencies=DEPENDENCIES,
         guards=[authorize],
@@ -114,6 +125,7 @@ def create_app(
         debug=False,
     )
     app.state.runtime = runtime
+    app.state.acme = acme
     app.state.ocsp = responder_service(runtime)
     # OCSP requests are answered ahead of routing and middleware (see domain/ocsp/asgi.py).
     app.asgi_handler = OcspFastPath(app.asgi_handler, app.state.ocsp)

@@ -15,6 +15,8 @@ from typing import Literal
 
 import msgspec
 
+from certctl.domain.acme.addresses import parse_resolver
+
 __all__ = ["NamedApiKey", "Settings", "SettingsError", "parse_named_api_keys"]
 
 _KEY_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -389,8 +391,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     acme_validation_allow_loopback: bool = False
     """Let validators connect to loopback addresses (tests; never in production)."""
     acme_validation_timeout_seconds: float = 10.0
-    acme_validation_concurrency: int = 10
-    """Validations in flight per challenge type and process."""
+    acme_http01_concurrency: int = 10
+    acme_dns01_concurrency: int = 10
+    acme_tlsalpn01_concurrency: int = 10
+    """Validations in flight per challenge type and process (the Go certctl's three knobs)."""
+    acme_gc_interval_seconds: int = 60
+    """How often the ``acme-gc`` loop purges nonces and expires orders and authorizations."""
     acme_orders_per_hour_per_account: int = 300
     acme_orders_per_hour_per_ip: int = 1000
     acme_pending_orders_per_account: int = 100
@@ -548,7 +554,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "acme_ari_poll_interval_seconds": _duration(
                 e, "CERTCTL_ACME_SERVER_ARI_POLL_INTERVAL", 6 * 3600
             ),
-            "acme_dns_resolver": e.get("CERTCTL_ACME_SERVER_DNS_RESOLVER", "").strip(),
+            "acme_dns_resolver": e.get(
+                "CERTCTL_ACME_SERVER_DNS01_RESOLVER", e.get("CERTCTL_ACME_SERVER_DNS_RESOLVER", "")
+            ).strip(),
             "acme_http01_port": _int(e, "CERTCTL_ACME_SERVER_HTTP01_PORT", 80, minimum=1),
             "acme_tlsalpn01_port": _int(e, "CERTCTL_ACME_SERVER_TLSALPN01_PORT", 443, minimum=1),
             "acme_validation_allow_loopback": _bool(
@@ -557,9 +565,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "acme_validation_timeout_seconds": _float(
                 e, "CERTCTL_ACME_SERVER_VALIDATION_TIMEOUT", 10.0
             ),
-            "acme_validation_concurrency": _int(
-                e, "CERTCTL_ACME_SERVER_VALIDATION_CONCURRENCY", 10, minimum=1
+            "acme_http01_concurrency": _int(
+                e, "CERTCTL_ACME_SERVER_HTTP01_CONCURRENCY", 10, minimum=1
             ),
+            "acme_dns01_concurrency": _int(
+                e, "CERTCTL_ACME_SERVER_DNS01_CONCURRENCY", 10, minimum=1
+            ),
+            "acme_tlsalpn01_concurrency": _int(
+                e, "CERTCTL_ACME_SERVER_TLSALPN01_CONCURRENCY", 10, minimum=1
+            ),
+            "acme_gc_interval_seconds": _duration(e, "CERTCTL_ACME_SERVER_GC_INTERVAL", 60),
             "acme_orders_per_hour_per_account": _int(
                 e, "CERTCTL_ACME_SERVER_ORDERS_PER_HOUR_PER_ACCOUNT", 300, minimum=1
             ),
@@ -649,6 +664,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 "CERTCTL_ACME_SERVER_DEFAULT_AUTH_MODE: expected challenge or trust_authenticated"
             )
+        if self.acme_dns_resolver:
+            try:
+                parse_resolver(self.acme_dns_resolver)
+            except ValueError:
+                raise SettingsError(
+                    "CERTCTL_ACME_SERVER_DNS01_RESOLVER: expected an IP address with an optional "
+                    "port, e.g. 10.0.0.53 or [fd00::53]:53"
+                ) from None
         if self.acme_nonce_ttl_seconds < 10:
             raise SettingsError("CERTCTL_ACME_SERVER_NONCE_TTL: must be at least 10 seconds")
         if self.bootstrap_oidc_provider_id and not self.bootstrap_admin_groups:

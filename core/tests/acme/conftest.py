@@ -31,6 +31,15 @@ class Signer:
         self.alg = ALG_OF[kind]
         self.kid: str | None = None
 
+    @classmethod
+    def from_key(cls, private_key: Any, alg: str = "ES256") -> Signer:
+        """Sign with an existing ``cryptography`` key (e.g. a certificate's, to revoke by it)."""
+        signer = cls.__new__(cls)
+        signer.key = jwk.JWK.from_pyca(private_key)
+        signer.alg = alg
+        signer.kid = None
+        return signer
+
     @property
     def public_jwk(self) -> dict[str, Any]:
         return dict(self.key.export_public(as_dict=True))
@@ -77,3 +86,80 @@ def b64(data: bytes) -> str:
 def signer() -> Callable[..., Signer]:
     """``signer(kind="EC-P-256")`` makes an account key: EC-P-256, EC-P-384, RSA, OKP-Ed25519."""
     return Signer
+
+
+class AcmeClient:
+    """Speaks ACME to the app under test through its ASGI client, one account key at a time."""
+
+    def __init__(self, http: Any, directory_url: str, key: Signer) -> None:
+        self.http = http
+        self.directory_url = directory_url
+        self.key = key
+        self.directory: dict[str, Any] = {}
+
+    async def start(self) -> AcmeClient:
+        r = await self.http.get(self.directory_url)
+        assert r.status_code == 200, r.text
+        self.directory = r.json()
+        return self
+
+    async def nonce(self) -> str:
+        r = await self.http.head(self.directory["newNonce"])
+        assert r.status_code == 200, r.text
+        return str(r.headers["Replay-Nonce"])
+
+    async def post(
+        self,
+        url: str,
+        payload: Any,
+        *,
+        key: Signer | None = None,
+        nonce: str | None = None,
+        signed_url: str | None = None,
+        use_jwk: bool | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Any:
+        """POST a JWS (``payload`` None: POST-as-GET); returns the httpx response."""
+        body = (key or self.key).sign(
+            payload,
+            url=signed_url or url,
+            nonce=nonce or await self.nonce(),
+            use_jwk=use_jwk,
+            extra=extra,
+        )
+        return await self.http.post(
+            url, content=body, headers={"Content-Type": "application/jose+json"}
+        )
+
+    async def register(self, **payload: Any) -> Any:
+        r = await self.post(self.directory["newAccount"], {"termsOfServiceAgreed": True, **payload})
+        if r.status_code in (200, 201):
+            self.key.kid = r.headers["Location"]
+        return r
+
+
+@pytest.fixture
+async def acme_setup(client: Any, admin_headers: dict[str, str]) -> Callable[..., Any]:
+    """``await acme_setup(**profile_fields)`` → (directory URL, issuer id, profile id)."""
+
+    async def make(**profile: Any) -> tuple[str, str, str]:
+        r = await client.post(
+            "/api/v1/issuers",
+            json={"name": f"ca-{len(profile)}-{id(profile)}", "type": "local", "config": {}},
+            headers=admin_headers,
+        )
+        assert r.status_code == 201, r.text
+        issuer = r.json()["id"]
+        body = {"name": f"acme-{id(profile)}", "issuer_id": issuer, **profile}
+        r = await client.post("/api/v1/profiles", json=body, headers=admin_headers)
+        assert r.status_code == 201, r.text
+        profile_id = r.json()["id"]
+        return f"https://certctl.test.local/acme/profile/{profile_id}/directory", issuer, profile_id
+
+    return make
+
+
+@pytest.fixture
+def acme_client() -> type[AcmeClient]:
+    """The :class:`AcmeClient` class (tests cannot import conftest in importlib mode)."""
+    return AcmeClient

@@ -161,6 +161,7 @@ async def test_status_shows_loops_runs_errors_and_the_leader(
         "session-gc",
         "rate-limit-janitor",
         "audit-chain-verify",
+        "acme-gc",
     }
     assert [name for name, loop in loops.items() if not loop["leader_only"]] == [
         "job-processor",

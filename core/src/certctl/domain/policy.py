@@ -19,7 +19,13 @@ from certctl.errors import PolicyViolation
 from certctl.lib.names import name_matches
 from certctl_sdk.models import KeyType, SubjectAltNames
 
-__all__ = ["KEY_ALGORITHMS", "IssuancePolicyInput", "check_issuance", "key_algorithm_of"]
+__all__ = [
+    "KEY_ALGORITHMS",
+    "IssuancePolicyInput",
+    "check_issuance",
+    "key_algorithm_of",
+    "name_problems",
+]
 
 KEY_ALGORITHMS: dict[KeyType, tuple[str, int]] = {
     KeyType.ECDSA_P256: ("ECDSA", 256),
@@ -56,6 +62,23 @@ class IssuancePolicyInput:
         self.ekus = ekus
 
 
+def name_problems(profile: CertificateProfile, sans: SubjectAltNames) -> list[str]:
+    """What the profile's SAN patterns say about a set of names (empty: allowed).
+
+    Also asked on its own before any key exists, e.g. when an ACME order names identifiers.
+    """
+    problems: list[str] = []
+    names = sans.all()
+    if profile.allowed_san_patterns:
+        for name in names:
+            if not any(name_matches(name, p) for p in profile.allowed_san_patterns):
+                problems.append(f"name {name!r} matches none of the profile's SAN patterns")
+    for pattern in profile.required_san_patterns or ():
+        if not any(name_matches(name, pattern) for name in names):
+            problems.append(f"no name matches the profile's required SAN pattern {pattern!r}")
+    return problems
+
+
 def check_issuance(profile: CertificateProfile | None, request: IssuancePolicyInput) -> None:
     """Raise PolicyViolation listing every rule the request breaks; no profile means no limits."""
     if profile is None:
@@ -75,14 +98,7 @@ def check_issuance(profile: CertificateProfile | None, request: IssuancePolicyIn
             f"validity {request.validity_seconds}s exceeds the profile maximum "
             f"{profile.max_ttl_seconds}s"
         )
-    if profile.allowed_san_patterns:
-        for name in request.sans.all():
-            if not any(name_matches(name, p) for p in profile.allowed_san_patterns):
-                problems.append(f"name {name!r} matches none of the profile's SAN patterns")
-    names = request.sans.all()
-    for pattern in profile.required_san_patterns or ():
-        if not any(name_matches(name, pattern) for name in names):
-            problems.append(f"no name matches the profile's required SAN pattern {pattern!r}")
+    problems += name_problems(profile, request.sans)
     if profile.allowed_ekus:
         extra = sorted(set(request.ekus) - set(profile.allowed_ekus))
         if extra:

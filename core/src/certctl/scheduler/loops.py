@@ -68,6 +68,12 @@ async def _collect_garbage(runtime: Runtime) -> int:
     return await collect_garbage(runtime)
 
 
+async def _acme_gc(runtime: Runtime) -> int:
+    from certctl.domain.acme.gc import collect
+
+    return sum((await collect(runtime)).values())
+
+
 async def _dispatch_notifications(runtime: Runtime) -> int:
     from certctl.domain.notifications.queue import dispatch_notifications
 
@@ -254,6 +260,18 @@ def builtin_loops(runtime: Runtime) -> list[LoopSpec]:
             leader_only=False,
             timeout=60.0,
             run_at_start=False,
+        ),
+        # ACME server
+        LoopSpec(
+            name="acme-gc",
+            description=(
+                "purge expired ACME nonces, expire stale orders and authorizations, and free "
+                "challenges whose validation died with its process"
+            ),
+            run=_acme_gc,
+            interval=float(settings.acme_gc_interval_seconds),
+            leader_only=True,
+            timeout=120.0,
         ),
         # audit: the hash-chain check
         LoopSpec(

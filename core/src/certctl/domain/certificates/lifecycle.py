@@ -406,6 +406,7 @@ async def _record_issued(
                         default_jitter_percent=runtime.settings.renewal_jitter_percent,
                     ),
                     "current_version_id": version_id,
+                    "replace_by": None,  # a scheduled replacement is met by this version
                     "last_error": None,
                     "last_renewal_at": now if renewed else cert.last_renewal_at,
                     "updated_at": now,

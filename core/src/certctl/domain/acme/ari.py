@@ -1,0 +1,171 @@
+"""ACME Renewal Information (RFC 9773): when a client should renew, and ``replaces`` in orders.
+
+A certificate is named by ``base64url(AKI keyIdentifier) "." base64url(serial)``, the serial
+being the DER INTEGER's content octets (a leading zero kept when the high bit is set — the Go
+certctl drops it). The window follows the rule certctl uses for the certificates whose key it
+holds (the certificate's, profile's or policy's renewal time, else two thirds of the lifetime),
+without jitter: the client picks its own moment inside the window. An operator-scheduled
+replacement (``replace_by``, see ``replacement_controller.py``) or a revocation pulls the
+window forward so ARI-aware clients renew early.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from sqlalchemy import select
+
+from certctl.db.base import utcnow
+from certctl.db.models import (
+    AcmeOrder,
+    CertificateProfile,
+    CertificateRevocation,
+    CertificateVersion,
+    ManagedCertificate,
+    RenewalPolicy,
+)
+from certctl.domain.acme.problems import AcmeProblem
+from certctl.domain.renewal_policies.timing import renew_before_days_of, renewal_time
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from certctl.settings import Settings
+
+__all__ = ["Window", "ari_cert_id", "renewal_info", "replaced_certificate"]
+
+_PAST = timedelta(hours=1)
+"""A revoked certificate's window closed this long ago: renew at once (RFC 9773 §4.2)."""
+_EXPIRED_SPAN = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A suggested renewal window."""
+
+    start: datetime
+    end: datetime
+    explanation_url: str | None = None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _serial_octets(serial: int) -> bytes:
+    return serial.to_bytes(serial.bit_length() // 8 + 1, "big") if serial else b"\x00"
+
+
+def _key_identifier(cert: x509.Certificate) -> bytes | None:
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return None
+    return aki.key_identifier
+
+
+def ari_cert_id(cert: x509.Certificate) -> str:
+    """The RFC 9773 §4.1 identifier of ``cert``; ValueError when it has no AKI keyIdentifier."""
+    aki = _key_identifier(cert)
+    if aki is None:
+        raise ValueError("the certificate has no authority key identifier")
+    return f"{_b64(aki)}.{_b64(_serial_octets(cert.serial_number))}"
+
+
+def _parse(cert_id: str) -> tuple[bytes, str]:
+    parts = cert_id.split(".")
+    if len(parts) != 2 or not all(parts) or len(cert_id) > 200:
+        raise AcmeProblem("malformed", "a certificate id is base64url(AKI).base64url(serial)")
+    try:
+        aki, serial = (base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)) for p in parts)
+    except (binascii.Error, ValueError):
+        raise AcmeProblem("malformed", "the certificate id is not base64url") from None
+    if not aki or not serial or serial[0] & 0x80:
+        raise AcmeProblem("malformed", "the certificate id names no positive serial")
+    return aki, format(int.from_bytes(serial, "big"), "x")
+
+
+async def _find(
+    session: AsyncSession, profile_id: str, cert_id: str
+) -> tuple[CertificateVersion, ManagedCertificate]:
+    aki, serial = _parse(cert_id)
+    rows = await session.execute(
+        select(CertificateVersion, ManagedCertificate)
+        .join(ManagedCertificate, ManagedCertificate.id == CertificateVersion.certificate_id)
+        .where(
+            CertificateVersion.serial_number == serial,
+            ManagedCertificate.profile_id == profile_id,
+        )
+    )
+    for version, cert in rows.tuples():
+        parsed = x509.load_pem_x509_certificate(version.certificate_pem.encode())
+        if _key_identifier(parsed) == aki:
+            return version, cert
+    raise AcmeProblem("malformed", "no certificate of this directory has that id", status=404)
+
+
+async def renewal_info(
+    session: AsyncSession, settings: Settings, *, profile_id: str, cert_id: str
+) -> Window:
+    """The suggested window for the certificate ``cert_id`` names."""
+    version, cert = await _find(session, profile_id, cert_id)
+    now = utcnow()
+    revoked = await session.scalar(
+        select(CertificateRevocation.id).where(CertificateRevocation.version_id == version.id)
+    )
+    if revoked is not None:
+        return Window(start=now - 2 * _PAST, end=now - _PAST)
+    if version.not_after <= now:
+        return Window(start=now, end=now + _EXPIRED_SPAN)
+    profile = await session.get(CertificateProfile, cert.profile_id) if cert.profile_id else None
+    policy = (
+        await session.get(RenewalPolicy, cert.renewal_policy_id) if cert.renewal_policy_id else None
+    )
+    start = (
+        renewal_time(
+            certificate_id=cert.id,
+            version=version.version,
+            not_before=version.not_before,
+            not_after=version.not_after,
+            policy=policy,
+            renew_before_days=renew_before_days_of(cert, profile),
+            default_jitter_percent=0,
+        )
+        or version.not_before + (version.not_after - version.not_before) * 2 / 3
+    )
+    end = start + (version.not_after - start) / 2
+    if cert.replace_by is not None and cert.replace_by < end:
+        if cert.replace_by <= now:
+            return Window(start=cert.replace_by - _PAST, end=cert.replace_by)
+        return Window(start=min(start, now), end=cert.replace_by)
+    return Window(start=start, end=end)
+
+
+async def replaced_certificate(
+    session: AsyncSession, *, account_id: str, profile_id: str, cert_id: str
+) -> str:
+    """The managed certificate a new order's ``replaces`` names (RFC 9773 §5); checks that
+    this account ordered it and that no earlier order replaced it already."""
+    version, cert = await _find(session, profile_id, cert_id)
+    owned = await session.scalar(
+        select(AcmeOrder.id).where(
+            AcmeOrder.version_id == version.id, AcmeOrder.account_id == account_id
+        )
+    )
+    if owned is None:
+        raise AcmeProblem("unauthorized", "this account did not order the certificate it replaces")
+    earlier = await session.scalar(
+        select(AcmeOrder.id).where(
+            AcmeOrder.replaces == cert_id,
+            AcmeOrder.profile_id == profile_id,
+            AcmeOrder.status != "invalid",
+        )
+    )
+    if earlier is not None:
+        raise AcmeProblem("alreadyReplaced", f"order {earlier} already replaces this certificate")
+    return cert.id
