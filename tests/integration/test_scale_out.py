@@ -11,20 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
+from servers import Server, start_servers
 
 from certctl_sdk.testing.receiver import HttpReceiver
 
@@ -32,104 +26,6 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.parametrize("database_url", ["postgres"], indirect=True),
 ]
-
-ADMIN_KEY = "scale-out-admin-key-0123456789"
-ENCRYPTION_KEY = "scale-out-encryption-key-0123456789-abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Replica:
-    """One server process; ``client`` speaks HTTPS to it with its own generated certificate."""
-
-    index: int
-    port: int
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-    client: httpx.Client = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.client = httpx.Client(
-            base_url=f"https://127.0.0.1:{self.port}",
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-            verify=False,  # noqa: S501 - each replica's self-signed loopback certificate
-            timeout=30,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"replica {self.index} exited: {self.tail()}")
-            try:
-                if self.client.get("/ready").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"replica {self.index} not ready: {self.tail()}")
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up runs, leases and the leader lock are simply abandoned."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        self.client.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
-def start_replicas(count: int, database_url: str, workdir: Path, **env: str) -> list[Replica]:
-    """Start ``count`` servers on one database and wait until each answers ``/ready``."""
-    replicas = []
-    for index in range(count):
-        data_dir = workdir / f"replica-{index}"
-        data_dir.mkdir(parents=True)
-        port = free_port()
-        log = data_dir / "server.log"
-        environment = dict(
-            os.environ,
-            CERTCTL_DATABASE_URL=database_url,
-            CERTCTL_DATA_DIR=str(data_dir),
-            CERTCTL_SERVER_PORT=str(port),
-            CERTCTL_CONFIG_ENCRYPTION_KEY=ENCRYPTION_KEY,
-            CERTCTL_API_KEYS_NAMED=f"admin:{ADMIN_KEY}:admin",
-            CERTCTL_LOG_LEVEL="warning",
-            CERTCTL_SCHEDULER_HEARTBEAT="0.5",
-            CERTCTL_SCHEDULER_LEADER_LEASE="3",
-            **env,
-        )
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "certctl", "serve"],
-                env=environment,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        replicas.append(Replica(index, port, data_dir, process, log))
-    for replica in replicas:
-        replica.wait_ready()
-    return replicas
-
 
 CERTS = 500
 TARGETS = 50
@@ -158,7 +54,7 @@ def sync_db(pg_url: str) -> Callable[..., list[Any]]:
     return query
 
 
-def _wait(condition: Callable[[], Any], what: str, timeout: float, replicas: list[Replica]) -> Any:
+def _wait(condition: Callable[[], Any], what: str, timeout: float, replicas: list[Server]) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -170,7 +66,7 @@ def _wait(condition: Callable[[], Any], what: str, timeout: float, replicas: lis
 
 
 def _setup(
-    replica: Replica, tmp_path: Path, *, certs: int, targets: int, validate: list[str]
+    replica: Server, tmp_path: Path, *, certs: int, targets: int, validate: list[str]
 ) -> tuple[list[str], Path]:
     """A Local CA, ``targets`` file targets that log each deployed serial, ``certs`` certificates."""
     api = replica.client
@@ -234,7 +130,7 @@ def _deployed_serials(log: Path) -> list[str]:
 
 def test_three_replicas_renew_and_deploy_each_certificate_exactly_once(pg_url, sync_db, tmp_path):
     with HttpReceiver() as receiver:
-        replicas = start_replicas(3, pg_url, tmp_path, CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL="1")
+        replicas = start_servers(3, pg_url, tmp_path, CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL="1")
         try:
             api = replicas[0].client
             r = api.post(
@@ -321,7 +217,7 @@ def test_three_replicas_renew_and_deploy_each_certificate_exactly_once(pg_url, s
 
 
 def test_kill_9_of_the_leader_loses_and_duplicates_nothing(pg_url, sync_db, tmp_path):
-    replicas = start_replicas(
+    replicas = start_servers(
         3,
         pg_url,
         tmp_path,

@@ -2,17 +2,25 @@
 
 A certificate is named by ``base64url(AKI keyIdentifier) "." base64url(serial)``, the serial
 being the DER INTEGER's content octets (a leading zero kept when the high bit is set — the Go
-certctl drops it). The window follows the rule certctl uses for the certificates whose key it
-holds (the certificate's, profile's or policy's renewal time, else two thirds of the lifetime),
-without jitter: the client picks its own moment inside the window. An operator-scheduled
-replacement (``replace_by``, see ``replacement_controller.py``) or a revocation pulls the
-window forward so ARI-aware clients renew early.
+certctl drops it). The window opens at the time certctl's own renewals use for certificates
+whose key it holds (``renewal_policies.timing.renewal_time``: the certificate's, profile's or
+policy's renewal time, else two thirds of the lifetime) and closes halfway from there to expiry
+(five sixths by default): late enough not to waste a certificate, early enough that a client
+polling every few hours and retrying a failed renewal for days still renews before expiry. No
+jitter: RFC 9773 §4.3 has each client pick its own moment inside the window.
+
+Shorter windows: a revoked certificate's window lies in the past (renew at once, §4.2); one
+superseded by a newer version, or already expired, is open now for a day; an operator-scheduled
+replacement (``replace_by``, see ``replacement_controller.py``) closes the window at the
+deadline. The replacement's explanation URL is not stored (no column for it): only the audit
+row and the API response carry it, so ``explanationURL`` is never sent.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -39,9 +47,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Window", "ari_cert_id", "renewal_info", "replaced_certificate"]
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _PAST = timedelta(hours=1)
 """A revoked certificate's window closed this long ago: renew at once (RFC 9773 §4.2)."""
-_EXPIRED_SPAN = timedelta(hours=24)
+_SOON = timedelta(hours=24)
+"""How long the window of a superseded or expired certificate stays open."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +88,20 @@ def ari_cert_id(cert: x509.Certificate) -> str:
 
 
 def _parse(cert_id: str) -> tuple[bytes, str]:
+    """(AKI keyIdentifier, serial as certctl stores it: lower-case hex) of an ARI id."""
     parts = cert_id.split(".")
-    if len(parts) != 2 or not all(parts) or len(cert_id) > 200:
-        raise AcmeProblem("malformed", "a certificate id is base64url(AKI).base64url(serial)")
+    if len(parts) != 2 or len(cert_id) > 200 or not all(map(_BASE64URL.fullmatch, parts)):
+        raise AcmeProblem(
+            "malformed", "a certificate id is base64url(AKI).base64url(serial), unpadded"
+        )
     try:
         aki, serial = (base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)) for p in parts)
     except (binascii.Error, ValueError):
         raise AcmeProblem("malformed", "the certificate id is not base64url") from None
-    if not aki or not serial or serial[0] & 0x80:
-        raise AcmeProblem("malformed", "the certificate id names no positive serial")
+    if serial[0] & 0x80:
+        raise AcmeProblem("malformed", "the certificate id names a negative serial")
+    if len(serial) > 1 and serial[0] == 0 and not serial[1] & 0x80:
+        raise AcmeProblem("malformed", "the serial is not minimally encoded (DER)")
     return aki, format(int.from_bytes(serial, "big"), "x")
 
 
@@ -102,7 +117,7 @@ async def _find(
             ManagedCertificate.profile_id == profile_id,
         )
     )
-    for version, cert in rows.tuples():
+    for version, cert in rows:
         parsed = x509.load_pem_x509_certificate(version.certificate_pem.encode())
         if _key_identifier(parsed) == aki:
             return version, cert
@@ -120,12 +135,13 @@ async def renewal_info(
     )
     if revoked is not None:
         return Window(start=now - 2 * _PAST, end=now - _PAST)
-    if version.not_after <= now:
-        return Window(start=now, end=now + _EXPIRED_SPAN)
+    superseded = cert.current_version_id is not None and cert.current_version_id != version.id
+    if superseded or version.not_after <= now:
+        return Window(start=now, end=now + _SOON)
     profile = await session.get(CertificateProfile, cert.profile_id) if cert.profile_id else None
-    policy = (
-        await session.get(RenewalPolicy, cert.renewal_policy_id) if cert.renewal_policy_id else None
-    )
+    # The effective policy as the renewal loop and the lifecycle see it: own, else the profile's.
+    policy_id = cert.renewal_policy_id or (profile.renewal_policy_id if profile else None)
+    policy = await session.get(RenewalPolicy, policy_id) if policy_id else None
     start = (
         renewal_time(
             certificate_id=cert.id,

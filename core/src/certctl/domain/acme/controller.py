@@ -73,7 +73,14 @@ def _profile_id(request: Request[Any, Any, Any]) -> str | None:
     return str(value) if value is not None else None
 
 
-async def _answer(request: Request[Any, Any, Any], handler: Handler) -> Response[bytes]:
+async def _answer(
+    request: Request[Any, Any, Any], handler: Handler, *, nonce: bool = True
+) -> Response[bytes]:
+    """Run ``handler`` and add the transport headers.
+
+    ``nonce=False`` for the directory and renewal-info: RFC 8555 §6.5 asks for a nonce on
+    responses to POSTs (and new-nonce) and problems, and each one is a database write.
+    """
     runtime: Runtime = request.app.state.runtime
     directory_url: str | None = None
     try:
@@ -90,7 +97,8 @@ async def _answer(request: Request[Any, Any, Any], handler: Handler) -> Response
         reply = _problem_reply(AcmeProblem("serverInternal", "the server failed; try again"))
     headers = {"Cache-Control": "no-store", **reply.headers}
     try:
-        headers["Replay-Nonce"] = await new_nonce(runtime)
+        if nonce or reply.status >= 400:  # problems always carry one (badNonce retries)
+            headers["Replay-Nonce"] = await new_nonce(runtime)
     except Exception:  # noqa: BLE001 - database down: answer without a nonce, not at all
         _log.exception("could not issue an ACME nonce")
     if directory_url is not None:
@@ -191,7 +199,7 @@ class AcmeController(Controller):
         async def handle(runtime: Runtime, _: AsyncSession, directory: Directory) -> Reply:
             return Reply(body=directory.document(runtime.settings))
 
-        return await _answer(request, handle)
+        return await _answer(request, handle, nonce=False)
 
     @head(_paths("/new-nonce"), opt={"public": True}, status_code=200)
     async def new_nonce_head(self, request: Request[Any, Any, Any]) -> Response[None]:
@@ -412,4 +420,4 @@ class AcmeController(Controller):
                 headers={"Retry-After": str(runtime.settings.acme_ari_poll_interval_seconds)},
             )
 
-        return await _answer(request, handle)
+        return await _answer(request, handle, nonce=False)

@@ -74,14 +74,21 @@ async def check_new_order(
 async def check_validation_attempt(
     session: AsyncSession, settings: Settings, *, account_id: str, now: datetime
 ) -> None:
-    """Refuse a challenge response once the account failed too many validations this hour."""
+    """Refuse a challenge response once the account failed too many validations this hour.
+
+    Checked before the validation starts, so a refused response leaves the challenge pending
+    for a later try.
+    """
     await _within(
         session,
         AcmeChallenge.updated_at,
         (
             AcmeAuthorization.account_id == account_id,
             AcmeChallenge.status == "invalid",
-            AcmeChallenge.error.is_not(None),
+            # A validation ran (the response counted an attempt): the challenges invalidated
+            # beside a failed one were never tried. Not ``error IS NOT NULL``: a JSON column
+            # may hold a JSON null, which is not SQL NULL.
+            AcmeChallenge.attempts > 0,
             AcmeChallenge.updated_at > now - WINDOW,
         ),
         settings.acme_failed_validations_per_hour_per_account,
@@ -108,7 +115,7 @@ async def _within(
         )
     else:
         query = query.select_from(AcmeOrder)
-    count, oldest = (await session.execute(query.where(*conditions))).tuples().one()
+    count, oldest = (await session.execute(query.where(*conditions))).one()
     if count < limit:
         return
     retry = (oldest + WINDOW - now).total_seconds() if oldest is not None else WINDOW.seconds

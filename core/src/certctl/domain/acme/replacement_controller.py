@@ -5,6 +5,9 @@ a date. This sets ``replace_by`` on the chosen certificates: ACME clients see it
 (the renewal window closes at the deadline, see ``ari.py``), and certificates whose key
 certctl holds get their own renewal moved inside the first half of the time left, spread
 per certificate so a fleet does not renew in one burst. A new version clears ``replace_by``.
+
+``explanation_url`` has no column to live in (migration 0012 added only ``replace_by``): it is
+kept in the audit row and echoed in the response, and ARI does not announce it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from litestar.params import JSONBody
 from sqlalchemy import select
 
 from certctl.db.base import utcnow
-from certctl.db.models import ManagedCertificate
+from certctl.db.models import CertificateProfile, ConnectorInstance, ManagedCertificate
 from certctl.domain.audit.service import record
 from certctl.domain.renewal_policies.timing import jitter_fraction
 from certctl.errors import BadRequest, NotFound
@@ -35,20 +38,27 @@ Id = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 class ReplacementIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Which certificates (ids, and/or every one of a profile or issuer) and by when."""
 
-    certificate_ids: Annotated[list[Id], msgspec.Meta(max_length=10000)] | None = None
+    certificate_ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=10000)] | None = None
     profile_id: Id | None = None
     issuer_id: Id | None = None
     replace_by: datetime | None = None
     """RFC 3339, in the future; default 24 hours from now."""
+    explanation_url: (
+        Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://[^\s]+$")] | None
+    ) = None
+    """A page telling the certificates' owners why (audited and returned, not stored)."""
     reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
 class ReplacementOut(msgspec.Struct, kw_only=True):
+    """What was scheduled."""
+
     replace_by: datetime
     certificate_ids: list[str]
     """Every certificate now due for replacement (client-held keys renew through ARI)."""
     renewals_scheduled: int
     """Certificates whose key certctl holds and whose renewal moved forward."""
+    explanation_url: str | None = None
 
 
 class ReplacementController(Controller):
@@ -57,7 +67,7 @@ class ReplacementController(Controller):
     path = "/api/v1/certificates/replacements"
     tags = ["Certificates"]
 
-    @post("/", opt={"permission": "cert.issue"}, status_code=200)
+    @post("/", opt={"permission": "cert.edit"}, status_code=200)
     async def schedule(
         self, session: SessionDep, actor: ActorDep, data: JSONBody[ReplacementIn]
     ) -> ReplacementOut:
@@ -70,6 +80,15 @@ class ReplacementController(Controller):
             raise BadRequest("replace_by must be in the future")
         if data.certificate_ids is None and data.profile_id is None and data.issuer_id is None:
             raise BadRequest("name certificate_ids, a profile_id or an issuer_id")
+        if (
+            data.profile_id is not None
+            and await session.get(CertificateProfile, data.profile_id) is None
+        ):
+            raise NotFound(f"no profile {data.profile_id!r}")
+        if data.issuer_id is not None:
+            issuer = await session.get(ConnectorInstance, data.issuer_id)
+            if issuer is None or issuer.family != "issuer":
+                raise NotFound(f"no issuer {data.issuer_id!r}")
         query = select(ManagedCertificate).where(ManagedCertificate.status.not_in(_INACTIVE))
         if data.certificate_ids is not None:
             wanted = set(data.certificate_ids)
@@ -104,6 +123,7 @@ class ReplacementController(Controller):
             details={
                 "replace_by": deadline.isoformat(),
                 "reason": data.reason,
+                "explanation_url": data.explanation_url,
                 "count": len(certs),
                 "certificate_ids": [c.id for c in certs][:1000],
                 "renewals_scheduled": scheduled,
@@ -114,4 +134,5 @@ class ReplacementController(Controller):
             replace_by=deadline,
             certificate_ids=[c.id for c in certs],
             renewals_scheduled=scheduled,
+            explanation_url=data.explanation_url,
         )

@@ -85,6 +85,10 @@ class CertificateOut(msgspec.Struct, kw_only=True):
     environment: str
     tags: dict[str, str]
     source: str
+    key_location: str
+    """``server`` (certctl holds the key and renews) or ``client`` (ACME, agent CSRs)."""
+    replace_by: datetime | None
+    """A scheduled replacement's deadline (``POST /api/v1/certificates/replacements``)."""
     created_at: datetime
     updated_at: datetime
 

@@ -72,6 +72,8 @@ def to_out(cert: ManagedCertificate, target_ids: list[str]) -> CertificateOut:
         environment=cert.environment,
         tags=dict(cert.tags),
         source=cert.source,
+        key_location=cert.key_location,
+        replace_by=cert.replace_by,
         created_at=cert.created_at,
         updated_at=cert.updated_at,
     )
