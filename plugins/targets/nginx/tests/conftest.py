@@ -115,8 +115,8 @@ class Nginx:
         for child in children:
             try:
                 raw = Path(f"/proc/{child}/cmdline").read_bytes()
-            except FileNotFoundError:
-                continue  # exited between the two reads
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # exited between the two reads (ESRCH while it is being reaped)
             titles[int(child)] = raw.replace(b"\0", b" ").decode().strip()
         return titles
 
