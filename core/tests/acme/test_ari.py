@@ -314,6 +314,19 @@ async def test_replaces_is_honoured_once_and_only_for_the_owner(
             update(AcmeOrder).where(AcmeOrder.id == first).values(status="invalid")
         )
         await session.commit()
+    (old,) = [
+        c
+        for c in (await client.get("/api/v1/certificates", headers=admin_headers)).json()["data"]
+        if c["serial_number"] == format(leaf.serial_number, "x")
+    ]
+    r = await client.post(
+        "/api/v1/certificates/replacements",
+        json={"certificate_ids": [old["id"]]},
+        headers=admin_headers,
+    )
+    assert r.status_code == 200, r.text
     new = await _issue(acme, "old.acme.test", replaces=replaced)
     assert new.serial_number != leaf.serial_number
     _problem(await _order(acme, "old.acme.test", replaces=replaced), "alreadyReplaced", 409)
+    old = (await client.get(f"/api/v1/certificates/{old['id']}", headers=admin_headers)).json()
+    assert old["replace_by"] is None, "the replacing order met the scheduled replacement"

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from certctl.settings import Settings
 
-__all__ = ["Window", "ari_cert_id", "renewal_info", "replaced_certificate"]
+__all__ = ["Window", "ari_cert_id", "renewal_info", "replaced_certificate", "replacement_done"]
 
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _PAST = timedelta(hours=1)
@@ -185,3 +185,13 @@ async def replaced_certificate(
     if earlier is not None:
         raise AcmeProblem("alreadyReplaced", f"order {earlier} already replaces this certificate")
     return cert.id
+
+
+async def replacement_done(session: AsyncSession, *, profile_id: str, cert_id: str) -> None:
+    """A ``replaces`` order became valid: the certificate it names needs no replacement now,
+    so a scheduled ``replace_by`` is cleared (the caller commits)."""
+    try:
+        _, cert = await _find(session, profile_id, cert_id)
+    except AcmeProblem:
+        return  # checked at new-order; gone since (the certificate was deleted)
+    cert.replace_by = None

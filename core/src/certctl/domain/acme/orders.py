@@ -249,6 +249,10 @@ async def refresh_order(session: AsyncSession, order: AcmeOrder, now: datetime) 
         elif job.status == "completed":
             version_id = str(job.result.get("version_id") or "") or None
             status = "valid" if version_id else "invalid"
+            if status == "valid" and order.replaces:
+                await ari.replacement_done(
+                    session, profile_id=order.profile_id, cert_id=order.replaces
+                )
     if (status, error, version_id) != (order.status, order.error, order.version_id):
         await session.execute(
             update(AcmeOrder)
