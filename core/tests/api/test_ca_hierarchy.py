@@ -238,6 +238,18 @@ async def test_rfc5280_rules_are_enforced_at_creation(client, admin_headers, tmp
     assert len(chain) == 3
     _validate(leaf, chain, "www.shop.example.test", tmp_path)
 
+    # Names the constrained chain may not certify are refused instead of signed.
+    for name, why in (
+        ("www.example.org", "outside the name constraints"),
+        ("a.old.shop.example.test", "excluded by the name constraints"),
+    ):
+        refused = await _order(client, admin_headers, issuer, name)
+        assert refused["status"] != "active", refused
+        jobs = await client.get(
+            "/api/v1/jobs", params={"certificate_id": refused["id"]}, headers=admin_headers
+        )
+        assert why in jobs.text, jobs.text
+
 
 async def test_only_admins_manage_the_tree(client, admin_headers, viewer_headers):
     issuer = await _issuer(client, admin_headers)

@@ -345,6 +345,7 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
                 f"unsupported key in the certificate request ({_describe_key(public_key)}); "
                 f"use one of {', '.join(sorted(_LEAF_KEY_TYPES))}"
             )
+        _check_name_constraints(ca, request.sans.dns)
         if _spki(public_key) == ca.public_key_der:
             raise RejectedError("the certificate request uses the CA's own key")
         if request.is_ca and ca.basic_constraints.path_length == 0:
@@ -664,6 +665,31 @@ def _ca_subject(request: SubordinateRequest) -> x509.Name:
     ]
     attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, request.common_name))
     return x509.Name(attributes)
+
+
+def _in_subtree(name: str, subtree: str) -> bool:
+    name, subtree = name.lower().removeprefix("*."), subtree.lower().lstrip(".")
+    return name == subtree or name.endswith("." + subtree)
+
+
+def _check_name_constraints(ca: _Authority, dns_names: tuple[str, ...]) -> None:
+    """Refuse DNS names the CA chain may not certify: relying parties would reject the leaf.
+
+    Every CA of the chain counts (RFC 5280 §6.1.4 (g) intersects their subtrees).
+    """
+    for certificate in (ca.certificate, *ca.chain):
+        try:
+            value = certificate.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            continue
+        permitted = [n.value for n in value.permitted_subtrees or () if isinstance(n, x509.DNSName)]
+        excluded = [n.value for n in value.excluded_subtrees or () if isinstance(n, x509.DNSName)]
+        where = certificate.subject.rfc4514_string()
+        for name in dns_names:
+            if permitted and not any(_in_subtree(name, p) for p in permitted):
+                raise RejectedError(f"{name} is outside the name constraints of {where}")
+            if any(_in_subtree(name, e) for e in excluded):
+                raise RejectedError(f"{name} is excluded by the name constraints of {where}")
 
 
 REPLAY_WINDOW = timedelta(hours=24)
