@@ -345,3 +345,15 @@ async def test_issuers_without_subordinate_signing_are_refused(client, admin_hea
     assert r.status_code == 404
     r = await client.get("/api/v1/intermediates/ica-missing", headers=admin_headers)
     assert r.status_code == 404
+
+
+async def test_deleting_the_issuer_removes_its_tree(client, admin_headers):
+    issuer = await _issuer(client, admin_headers)
+    top = await _create(client, admin_headers, issuer, "Top")
+    child = await _create(client, admin_headers, issuer, "Child", parent_ca_id=top["id"])
+    await _create(client, admin_headers, issuer, "Grandchild", parent_ca_id=child["id"])
+    await _choose(client, admin_headers, issuer, child["id"])
+    r = await client.delete(f"/api/v1/issuers/{issuer}", headers=admin_headers)
+    assert r.status_code in (200, 204), r.text
+    r = await client.get(f"/api/v1/intermediates/{child['id']}", headers=admin_headers)
+    assert r.status_code == 404

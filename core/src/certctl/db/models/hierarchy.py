@@ -37,7 +37,7 @@ class IntermediateCa(Base):
         String(40), ForeignKey("connectors.id", ondelete="CASCADE")
     )
     parent_id: Mapped[str | None] = mapped_column(
-        String(40), ForeignKey("intermediate_cas.id", ondelete="RESTRICT"), nullable=True
+        String(40), ForeignKey("intermediate_cas.id", ondelete="CASCADE"), nullable=True
     )
     name: Mapped[str] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(16), default="active")

@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from certctl.db.base import new_id, utcnow
@@ -367,7 +368,11 @@ async def choose_issuing(
         resource_id=issuer_row.id,
         details={"ca_id": ca_id},
     )
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Another request chose a CA for this issuer at the same time (the unique index).
+        raise Conflict("the issuing CA was changed concurrently; try again") from None
     return chosen
 
 

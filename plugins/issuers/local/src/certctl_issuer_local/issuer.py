@@ -192,10 +192,8 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
         if self._signing is not None:
             return self._signing
         chosen = await self.context.authority.current() if self.context.authority else None
-        if chosen is None:
-            return await self._own_ca()
         own = await self._own_ca()
-        signing = _authority_from_lent(chosen, own)
+        signing = own if chosen is None else _authority_from_lent(chosen, own)
         self._check_current(signing)
         self._signing = signing
         return signing

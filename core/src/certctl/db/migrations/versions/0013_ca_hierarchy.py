@@ -40,7 +40,7 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['issuer_id'], ['connectors.id'], name=op.f('fk_intermediate_cas_issuer_id_connectors'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['parent_id'], ['intermediate_cas.id'], name=op.f('fk_intermediate_cas_parent_id_intermediate_cas'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['parent_id'], ['intermediate_cas.id'], name=op.f('fk_intermediate_cas_parent_id_intermediate_cas'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_intermediate_cas'))
     )
     op.create_index('ix_intermediate_cas_issuer_id', 'intermediate_cas', ['issuer_id'], unique=False)
