@@ -262,6 +262,9 @@ async def test_only_admins_manage_the_tree(client, admin_headers, viewer_headers
     assert r.status_code == 403
     r = await client.get(f"/api/v1/issuers/{issuer}/intermediates", headers=operator)
     assert r.status_code == 200 and r.json() == []
+    schema = await client.get("/schema/openapi.json", headers=admin_headers)
+    assert schema.status_code == 200
+    assert "/api/v1/intermediates/{ca_id}/retire" in schema.json()["paths"]
 
 
 async def test_retirement_drains_first_and_keeps_crl_and_ocsp(client, admin_headers):
