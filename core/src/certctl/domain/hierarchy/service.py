@@ -175,7 +175,7 @@ def _child_path_length(parent: x509.Certificate, given: int | None) -> int | Non
 # -- the routes' work ------------------------------------------------------------------------
 
 
-async def _issuer(runtime: Runtime, row: ConnectorInstance) -> Issuer[Any]:
+def _issuer(runtime: Runtime, row: ConnectorInstance) -> Issuer[Any]:
     issuer = runtime.connectors.instance(row)
     if not isinstance(issuer, Issuer) or IssuerCapability.SUBORDINATE_CA not in issuer.capabilities:
         raise BadRequest(f"issuer {row.id} ({row.kind}) cannot sign CA certificates")
@@ -232,7 +232,7 @@ async def create_intermediate(
     ``notAfter`` is clipped to the parent's: a child cannot outlive the CA above it, and the
     response shows the date it got.
     """
-    issuer = await _issuer(runtime, issuer_row)
+    issuer = _issuer(runtime, issuer_row)
     lent: SigningAuthority | None = None
     parent_row: IntermediateCa | None = None
     if data.parent_ca_id:
