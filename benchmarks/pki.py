@@ -12,6 +12,10 @@ OCSP is measured three ways, all with cached good answers to one nonce-less POST
 
 The CRL benchmark bulk-inserts revocation rows for one issuer, then times the regeneration end
 to end (read + sign by the Local CA + store) and a GET of the CRL.
+
+Both are repeated for a leaf under a three-level CA hierarchy (root → intermediate → issuing CA,
+chosen as the issuer's issuing CA), to show that the depth of the tree costs nothing per answer:
+the responder and the CRL are signed by the issuing CA alone.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ __all__ = ["crl_generation", "ocsp_http", "ocsp_in_process", "run"]
 ADMIN = "bench-admin-key-0123456789"
 ENC_KEY = "bench-encryption-key-0123456789-abcdefghijkl"
 _HEADERS = {"Authorization": f"Bearer {ADMIN}"}
+TREE_DEPTH = 2
+"""Tree CAs below the root in the hierarchy runs: root → intermediate → issuing CA."""
 
 
 def _settings(database_url: str, data_dir: Path) -> Any:
@@ -58,8 +64,35 @@ def _settings(database_url: str, data_dir: Path) -> Any:
     )
 
 
-async def _issue_one(client: httpx.AsyncClient, drain: Any) -> tuple[str, str, bytes]:
-    """(issuer id, certificate id, a nonce-less OCSP request for it) over ``client``."""
+async def _tree(client: httpx.AsyncClient, issuer: str, depth: int) -> None:
+    """Chain ``depth`` CAs below the issuer's root and make the last one its issuing CA."""
+    parent = None
+    for level in range(1, depth + 1):
+        r = await client.post(
+            f"/api/v1/issuers/{issuer}/intermediates",
+            json={
+                "name": f"level {level}",
+                "parent_ca_id": parent,
+                "subject": {"common_name": f"bench CA level {level}"},
+            },
+            headers=_HEADERS,
+        )
+        r.raise_for_status()
+        parent = r.json()["id"]
+    if parent is not None:
+        r = await client.put(
+            f"/api/v1/issuers/{issuer}/issuing-ca", json={"ca_id": parent}, headers=_HEADERS
+        )
+        r.raise_for_status()
+
+
+async def _issue_one(
+    client: httpx.AsyncClient, drain: Any, tree_depth: int = 0
+) -> tuple[str, str, bytes]:
+    """(issuer id, certificate id, a nonce-less OCSP request for it) over ``client``.
+
+    ``tree_depth`` CAs are chained below the issuer's root first, the last signing the leaf.
+    """
     r = await client.post(
         "/api/v1/issuers",
         json={"name": "bench", "type": "local", "config": {}},
@@ -67,6 +100,7 @@ async def _issue_one(client: httpx.AsyncClient, drain: Any) -> tuple[str, str, b
     )
     r.raise_for_status()
     issuer = r.json()["id"]
+    await _tree(client, issuer, tree_depth)
     r = await client.post(
         "/api/v1/certificates",
         json={"common_name": "ocsp.bench.example", "issuer_id": issuer},
@@ -82,7 +116,10 @@ async def _issue_one(client: httpx.AsyncClient, drain: Any) -> tuple[str, str, b
         await asyncio.sleep(0.05)
     r.raise_for_status()
     leaf = x509.load_pem_x509_certificate(r.json()["certificate_pem"].encode())
-    ca = x509.load_pem_x509_certificate(r.json()["chain_pem"].encode())
+    chain = x509.load_pem_x509_certificates(r.json()["chain_pem"].encode())
+    if len(chain) != tree_depth + 1:
+        raise RuntimeError(f"expected {tree_depth + 1} CA certificates, got {len(chain)}")
+    ca = chain[0]
     der = (
         ocsp.OCSPRequestBuilder()
         .add_certificate(leaf, ca, hashes.SHA256())
@@ -102,7 +139,7 @@ def _percentile(samples: list[float], q: float) -> float:
 
 
 async def ocsp_in_process(
-    database_url: str, data_dir: Path, requests: int, concurrency: int
+    database_url: str, data_dir: Path, requests: int, concurrency: int, tree_depth: int = 0
 ) -> dict[str, float]:
     """Cached OCSP answers per second with the app called through ASGI directly."""
     from certctl.app import create_app
@@ -114,7 +151,7 @@ async def ocsp_in_process(
         transport=httpx.ASGITransport(app=app), base_url="https://bench.local"
     )
     try:
-        issuer, _, der = await _issue_one(client, runtime.worker.drain)
+        issuer, _, der = await _issue_one(client, runtime.worker.drain, tree_depth)
         path = f"/.well-known/pki/ocsp/{issuer}"
         headers = [
             (b"host", b"bench.local"),
@@ -312,7 +349,9 @@ def ocsp_http(
     return results
 
 
-async def crl_generation(database_url: str, data_dir: Path, entries: int) -> dict[str, float]:
+async def crl_generation(
+    database_url: str, data_dir: Path, entries: int, tree_depth: int = 0
+) -> dict[str, float]:
     """Seconds to regenerate (read + sign + store) and to GET a CRL of ``entries`` entries."""
     from sqlalchemy import insert, select
 
@@ -328,7 +367,7 @@ async def crl_generation(database_url: str, data_dir: Path, entries: int) -> dic
         transport=httpx.ASGITransport(app=app), base_url="https://bench.local"
     )
     try:
-        issuer_id, cert_id, _ = await _issue_one(client, runtime.worker.drain)
+        issuer_id, cert_id, _ = await _issue_one(client, runtime.worker.drain, tree_depth)
         now = utcnow()
         rows = [
             {
@@ -414,6 +453,17 @@ def run(
                 f"{concurrency} in flight): {rate['per_s']:,.0f} responses/s, "
                 f"p50 {rate['p50_ms']:.2f} ms, p99 {rate['p99_ms']:.2f} ms"
             )
+        rate = asyncio.run(
+            ocsp_in_process(
+                url("ocspt"), base / "pt", ocsp_requests, ocsp_concurrency, tree_depth=TREE_DEPTH
+            )
+        )
+        print(
+            f"  OCSP cached good answers for a leaf under a 3-level CA tree, in-process ASGI "
+            f"(POST, {ocsp_requests} requests, {ocsp_concurrency} in flight): "
+            f"{rate['per_s']:,.0f} responses/s, p50 {rate['p50_ms']:.2f} ms, "
+            f"p99 {rate['p99_ms']:.2f} ms"
+        )
         if shutil.which("wrk") is None:
             print("  OCSP over HTTP: skipped (install wrk: apt-get install wrk)")
         else:
@@ -429,12 +479,16 @@ def run(
                         f"p99 {rate['p99_ms']:.2f} ms"
                     )
     if "crl" in only:
-        crl = asyncio.run(crl_generation(url("crl"), base / "crl", crl_entries))
-        print(
-            f"  CRL with {crl_entries:,} entries: regenerated in {crl['total_s']:.2f} s "
-            f"(read {crl['read_s']:.2f} s, Local CA signing {crl['sign_s']:.2f} s), "
-            f"GET {crl['get_s'] * 1000:.0f} ms for {crl['bytes'] / 1e6:.1f} MB"
-        )
+        for depth, where in ((0, ""), (TREE_DEPTH, " from the issuing CA of a 3-level tree")):
+            crl = asyncio.run(
+                crl_generation(url(f"crl{depth}"), base / f"crl{depth}", crl_entries, depth)
+            )
+            print(
+                f"  CRL with {crl_entries:,} entries{where}: regenerated in "
+                f"{crl['total_s']:.2f} s (read {crl['read_s']:.2f} s, Local CA signing "
+                f"{crl['sign_s']:.2f} s), GET {crl['get_s'] * 1000:.0f} ms for "
+                f"{crl['bytes'] / 1e6:.1f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from certctl.domain.certificates.controller import CertificateController
 from certctl.domain.compliance.controller import PolicyController
 from certctl.domain.connectors.controller import connector_controllers
 from certctl.domain.digest.controller import DigestController
+from certctl.domain.hierarchy.controller import IntermediateController
 from certctl.domain.jobs.controller import JobController
 from certctl.domain.notifications.controller import NotificationController
 from certctl.domain.ocsp.asgi import OcspFastPath
@@ -87,6 +88,7 @@ def create_app(
             RevocationController,
             CrlController,
             CaCertificateController,
+            IntermediateController,
             OcspController,
             JobController,
             SchedulerController,

@@ -1,6 +1,7 @@
 """certctl-sdk: the public API plugins are written against."""
 
 from certctl_sdk.auth import AuthProvider, AuthRequest, Principal
+from certctl_sdk.authority import AuthorityProvider, SigningAuthority
 from certctl_sdk.config import (
     MASK,
     ConnectorConfig,
@@ -47,6 +48,7 @@ from certctl_sdk.issuer import (
     PendingIssuance,
     RenewalWindow,
     RevokeRequest,
+    SubordinateRequest,
 )
 from certctl_sdk.models import (
     CertificateBundle,
@@ -67,6 +69,7 @@ __all__ = [
     "AuthProvider",
     "AuthRequest",
     "AuthenticationError",
+    "AuthorityProvider",
     "CertificateBundle",
     "CheckResult",
     "ConfigurationError",
@@ -105,8 +108,10 @@ __all__ = [
     "Secret",
     "SecretResolver",
     "Severity",
+    "SigningAuthority",
     "StateStore",
     "SubjectAltNames",
+    "SubordinateRequest",
     "Target",
     "TargetCapability",
     "TlsCheck",

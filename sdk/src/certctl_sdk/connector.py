@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 import httpx
 import msgspec
 
+from certctl_sdk.authority import AuthorityProvider
 from certctl_sdk.config import ConnectorConfig, Secret
 
 __all__ = [
@@ -74,6 +75,8 @@ class ConnectorContext(msgspec.Struct, frozen=True, kw_only=True):
     clock: Callable[[], datetime]
     secrets: SecretResolver
     state: StateStore
+    authority: AuthorityProvider | None = None
+    """The CA hierarchy the core keeps for this issuer (issuers with SUBORDINATE_CA only)."""
 
 
 class CheckResult(msgspec.Struct, frozen=True, kw_only=True):

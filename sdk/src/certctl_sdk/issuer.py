@@ -14,6 +14,7 @@ from typing import ClassVar, TypeVar
 
 import msgspec
 
+from certctl_sdk.authority import SigningAuthority
 from certctl_sdk.config import ConnectorConfig
 from certctl_sdk.connector import Connector
 from certctl_sdk.errors import UnsupportedOperation
@@ -30,6 +31,7 @@ __all__ = [
     "PendingIssuance",
     "RenewalWindow",
     "RevokeRequest",
+    "SubordinateRequest",
 ]
 
 ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)
@@ -50,6 +52,9 @@ class IssuerCapability(enum.StrEnum):
     """:meth:`Issuer.issue` may return :class:`PendingIssuance`; the core calls :meth:`poll`."""
     RENEWAL_INFO = "renewal_info"
     """:meth:`Issuer.renewal_info` suggests a renewal window (ACME ARI, RFC 9773)."""
+    SUBORDINATE_CA = "subordinate_ca"
+    """:meth:`Issuer.sign_subordinate` signs CA certificates, and the issuer signs with the CA
+    that ``ConnectorContext.authority`` names (the core's CA hierarchy)."""
 
 
 class IssueRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,6 +129,28 @@ class CrlRequest(msgspec.Struct, frozen=True, kw_only=True):
     entries: tuple[CrlEntry, ...] = ()
 
 
+class SubordinateRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Sign a CA certificate for ``public_key_pem``. The core has checked RFC 5280's rules.
+
+    Subject attributes are lists, in RDN order country → organisation → unit → locality →
+    province → common name; DNS name constraints become a critical nameConstraints extension.
+    """
+
+    public_key_pem: str
+    common_name: str
+    organization: tuple[str, ...] = ()
+    organizational_unit: tuple[str, ...] = ()
+    country: tuple[str, ...] = ()
+    locality: tuple[str, ...] = ()
+    province: tuple[str, ...] = ()
+    not_before: datetime
+    not_after: datetime
+    path_length: int | None = None
+    permitted_dns: tuple[str, ...] = ()
+    excluded_dns: tuple[str, ...] = ()
+    ocsp_urls: tuple[str, ...] = ()
+
+
 class RenewalWindow(msgspec.Struct, frozen=True, kw_only=True):
     """A suggested renewal window (RFC 9773)."""
 
@@ -157,6 +184,12 @@ class Issuer(Connector[ConfigT], abc.ABC):
     async def ca_certificates(self) -> tuple[str, ...]:
         """The issuing CA first, then up to the root, as PEM (CA_CERTIFICATES)."""
         raise UnsupportedOperation(f"{self.kind} issuers do not publish their CA chain")
+
+    async def sign_subordinate(
+        self, request: SubordinateRequest, parent: SigningAuthority | None
+    ) -> str:
+        """A PEM CA certificate signed by ``parent``, or by the issuer's own CA (SUBORDINATE_CA)."""
+        raise UnsupportedOperation(f"{self.kind} issuers cannot sign CA certificates")
 
     async def renewal_info(self, certificate_pem: str) -> RenewalWindow:
         """Suggested renewal window for a certificate (RENEWAL_INFO)."""

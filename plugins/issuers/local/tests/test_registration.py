@@ -37,6 +37,7 @@ def test_hook_returns_the_issuer_class():
         IssuerCapability.CRL_SIGNING,
         IssuerCapability.OCSP_SIGNING,
         IssuerCapability.CA_CERTIFICATES,
+        IssuerCapability.SUBORDINATE_CA,
     }
 
 

@@ -59,6 +59,7 @@ from certctl_sdk.issuer import (
     PendingIssuance,
     RenewalWindow,
     RevokeRequest,
+    SubordinateRequest,
 )
 from certctl_sdk.models import RevocationReason, SubjectAltNames
 from certctl_sdk.notifier import Notification, Notifier
@@ -245,6 +246,15 @@ class IssuerContract:
             IssuerCapability.CA_CERTIFICATES: issuer.ca_certificates,
             IssuerCapability.ASYNC_ORDER: lambda: issuer.poll("contract-order"),
             IssuerCapability.RENEWAL_INFO: lambda: issuer.renewal_info(sample.certificate_pem),
+            IssuerCapability.SUBORDINATE_CA: lambda: issuer.sign_subordinate(
+                SubordinateRequest(
+                    public_key_pem=sample.certificate_pem,
+                    common_name="contract sub-CA",
+                    not_before=now,
+                    not_after=now + timedelta(days=1),
+                ),
+                None,
+            ),
         }
         problems = [
             problem

@@ -21,6 +21,7 @@ from certctl.db.models.certificate import (
 )
 from certctl.db.models.compliance import ComplianceViolation, PolicyRule
 from certctl.db.models.connector import ConnectorInstance, ConnectorState
+from certctl.db.models.hierarchy import IntermediateCa
 from certctl.db.models.job import Job
 from certctl.db.models.notification import Notification
 from certctl.db.models.ocsp import OcspResponder
@@ -58,6 +59,7 @@ __all__ = [
     "ConnectorState",
     "CrlState",
     "Deployment",
+    "IntermediateCa",
     "Job",
     "ManagedCertificate",
     "Notification",

@@ -19,6 +19,7 @@ from certctl.db.base import new_id, utcnow
 from certctl.db.models import ConnectorInstance
 from certctl.domain.connectors.schemas import ConnectorCreate, ConnectorOut, ConnectorUpdate
 from certctl.domain.connectors.state import DatabaseStateStore, PlainSecretResolver
+from certctl.domain.hierarchy.authority import TreeAuthority
 from certctl.errors import BadRequest, Conflict, NotFound
 from certctl.lib.encryption import SecretBox
 from certctl.plugins.registry import ConnectorRegistry, ConnectorSpec, UnknownConnectorKind
@@ -209,6 +210,9 @@ class ConnectorService:
             clock=utcnow,
             secrets=self._resolver,
             state=DatabaseStateStore(row.id, self._sessions, self._box),
+            authority=TreeAuthority(row.id, self._sessions, self._box)
+            if row.family == "issuer"
+            else None,
         )
         connector = spec.cls(self.open_config(row), context)
         self._live[row.id] = (row.updated_at, connector)

@@ -7,6 +7,10 @@ Two ways to get a CA:
 * **sub-ca**: a CA certificate and private key supplied in the configuration (an intermediate
   under an enterprise root, ADCS, or a root of your own).
 
+Either CA can be the root of a hierarchy the core keeps (``ConnectorContext.authority``):
+:meth:`LocalIssuer.sign_subordinate` signs its intermediates, and when the core names one of them
+as the issuing CA, leaves, CRLs and OCSP responder certificates are signed with that CA's key.
+
 Signing is a few tens of microseconds, so it runs on the event loop; only RSA key generation for a
 new root (seconds for 4096 bits) and CRL building (large lists) go to a worker thread.
 """
@@ -14,6 +18,7 @@ new root (seconds for 4096 bits) and CRL building (large lists) go to a worker t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -54,6 +59,8 @@ from certctl_sdk import (
     RejectedError,
     RevocationReason,
     RevokeRequest,
+    SigningAuthority,
+    SubordinateRequest,
     TransientError,
 )
 from certctl_sdk.pem import (
@@ -132,6 +139,8 @@ class _Authority:
     source: str
     serial_secret: bytes
     """Keys the serials of replayable orders (see :func:`_replayable`)."""
+    issuing: bool = True
+    """False for a retiring tree CA: it signs CRLs and OCSP responders, no new certificates."""
 
     @property
     def basic_constraints(self) -> x509.BasicConstraints:
@@ -162,18 +171,35 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
             IssuerCapability.CRL_SIGNING,
             IssuerCapability.OCSP_SIGNING,
             IssuerCapability.CA_CERTIFICATES,
+            IssuerCapability.SUBORDINATE_CA,
         }
     )
 
     def __init__(self, config: LocalIssuerConfig, context: ConnectorContext) -> None:
         super().__init__(config, context)
         self._authority: _Authority | None = None
+        self._signing: _Authority | None = None
         self._lock = asyncio.Lock()
 
     # -- the CA -------------------------------------------------------------------------------
 
     async def _ca(self) -> _Authority:
-        """The CA, loaded (or generated) once per instance; failures are retried next call."""
+        """The CA that signs: the tree CA the core chose, else the issuer's own CA.
+
+        Cached per instance: the core changes the connector row when it picks another CA or
+        retires one, which gives the issuer a fresh instance.
+        """
+        if self._signing is not None:
+            return self._signing
+        chosen = await self.context.authority.current() if self.context.authority else None
+        own = await self._own_ca()
+        signing = own if chosen is None else _authority_from_lent(chosen, own)
+        self._check_current(signing)
+        self._signing = signing
+        return signing
+
+    async def _own_ca(self) -> _Authority:
+        """The issuer's own CA (root of any hierarchy), loaded or generated once per instance."""
         if self._authority is not None:
             return self._authority
         async with self._lock:
@@ -302,6 +328,11 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
         and EKUs come from the request, which the core has already checked against policy.
         """
         ca = await self._ca()
+        if not ca.issuing and not request.ocsp_no_check:
+            raise RejectedError(
+                f"the issuing CA {ca.certificate.subject.rfc4514_string()} is retiring and "
+                "issues no new certificates; choose another issuing CA"
+            )
         try:
             csr = load_csr(request.csr_pem)
         except PemError as exc:
@@ -312,6 +343,7 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
                 f"unsupported key in the certificate request ({_describe_key(public_key)}); "
                 f"use one of {', '.join(sorted(_LEAF_KEY_TYPES))}"
             )
+        _check_name_constraints(ca, request.sans.dns)
         if _spki(public_key) == ca.public_key_der:
             raise RejectedError("the certificate request uses the CA's own key")
         if request.is_ca and ca.basic_constraints.path_length == 0:
@@ -416,6 +448,68 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
     async def ca_certificates(self) -> tuple[str, ...]:
         """The issuing CA, then the configured chain above it, as PEM."""
         return (await self._ca()).pems
+
+    async def sign_subordinate(
+        self, request: SubordinateRequest, parent: SigningAuthority | None
+    ) -> str:
+        """Sign a CA certificate under ``parent`` (None: this issuer's own CA).
+
+        The core has applied RFC 5280's rules (path length, name constraints, validity); this
+        checks only what it can see itself: the parent may sign CAs and outlives the child.
+        """
+        own = await self._own_ca()
+        ca = own if parent is None else _authority_from_lent(parent, own)
+        self._check_current(ca)
+        if ca.basic_constraints.path_length == 0:
+            raise RejectedError(
+                f"{ca.certificate.subject.rfc4514_string()} has pathLenConstraint 0 and cannot "
+                "sign CA certificates"
+            )
+        if request.not_after > ca.not_after or request.not_before < (
+            ca.certificate.not_valid_before_utc
+        ):
+            raise RejectedError("the CA certificate would not lie within its parent's validity")
+        try:
+            public_key = serialization.load_pem_public_key(request.public_key_pem.encode())
+            subject = _ca_subject(request)
+        except ValueError as exc:
+            raise RejectedError(f"invalid subordinate CA request: {exc}") from None
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca.certificate.subject)
+            .public_key(public_key)  # type: ignore[arg-type]
+            .serial_number(_random_serial(self.config.serial_bits))
+            .not_valid_before(request.not_before)
+            .not_valid_after(request.not_after)
+            .add_extension(
+                x509.BasicConstraints(ca=True, path_length=request.path_length), critical=True
+            )
+            .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
+            .add_extension(ca.authority_key_id, critical=False)
+        )
+        if request.permitted_dns or request.excluded_dns:
+            constraints = x509.NameConstraints(
+                permitted_subtrees=[x509.DNSName(d) for d in request.permitted_dns] or None,
+                excluded_subtrees=[x509.DNSName(d) for d in request.excluded_dns] or None,
+            )
+            builder = builder.add_extension(constraints, critical=True)  # RFC 5280 §4.2.1.10
+        if request.ocsp_urls:
+            access = [
+                x509.AccessDescription(
+                    AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url)
+                )
+                for url in request.ocsp_urls
+            ]
+            builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
+        certificate = builder.sign(ca.key, ca.hash)
+        self.context.logger.info(
+            "signed CA %r under %r",
+            certificate.subject.rfc4514_string(),
+            ca.certificate.subject.rfc4514_string(),
+        )
+        return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -535,6 +629,65 @@ def _authority_from_state(blob: bytes) -> _Authority:
             f"the stored root CA ({ROOT_STATE_KEY!r} in this issuer's state) is damaged: {exc}"
         ) from None
     return _authority(certificate, _signing_key(key, "stored root key"), (), "self-signed")
+
+
+def _authority_from_lent(lent: SigningAuthority, own: _Authority) -> _Authority:
+    """A tree CA the core handed over; its chain must end at this issuer's own CA."""
+    try:
+        certificate = load_certificate(lent.certificate_pem)
+        chain = tuple(load_certificate(pem) for pem in lent.chain_pem)
+        key = load_private_key(lent.private_key_pem)
+    except PemError as exc:
+        raise ConfigurationError(f"tree CA {lent.ca_id}: {exc}") from None
+    if not _issued_by(chain[-1] if chain else certificate, own.certificate):
+        raise ConfigurationError(f"tree CA {lent.ca_id} does not chain to this issuer's CA")
+    chain = (*chain, own.certificate, *own.chain)
+    authority = _authority(certificate, _signing_key(key, f"tree CA {lent.ca_id}"), chain, "tree")
+    return dataclasses.replace(authority, issuing=lent.issuing)
+
+
+_SUBJECT_ORDER = (
+    ("country", NameOID.COUNTRY_NAME),
+    ("province", NameOID.STATE_OR_PROVINCE_NAME),
+    ("locality", NameOID.LOCALITY_NAME),
+    ("organization", NameOID.ORGANIZATION_NAME),
+    ("organizational_unit", NameOID.ORGANIZATIONAL_UNIT_NAME),
+)
+
+
+def _ca_subject(request: SubordinateRequest) -> x509.Name:
+    attributes = [
+        x509.NameAttribute(oid, value)
+        for field, oid in _SUBJECT_ORDER
+        for value in getattr(request, field)
+    ]
+    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, request.common_name))
+    return x509.Name(attributes)
+
+
+def _in_subtree(name: str, subtree: str) -> bool:
+    name, subtree = name.lower().removeprefix("*."), subtree.lower().lstrip(".")
+    return name == subtree or name.endswith("." + subtree)
+
+
+def _check_name_constraints(ca: _Authority, dns_names: tuple[str, ...]) -> None:
+    """Refuse DNS names the CA chain may not certify: relying parties would reject the leaf.
+
+    Every CA of the chain counts (RFC 5280 §6.1.4 (g) intersects their subtrees).
+    """
+    for certificate in (ca.certificate, *ca.chain):
+        try:
+            value = certificate.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            continue
+        permitted = [n.value for n in value.permitted_subtrees or () if isinstance(n, x509.DNSName)]
+        excluded = [n.value for n in value.excluded_subtrees or () if isinstance(n, x509.DNSName)]
+        where = certificate.subject.rfc4514_string()
+        for name in dns_names:
+            if permitted and not any(_in_subtree(name, p) for p in permitted):
+                raise RejectedError(f"{name} is outside the name constraints of {where}")
+            if any(_in_subtree(name, e) for e in excluded):
+                raise RejectedError(f"{name} is excluded by the name constraints of {where}")
 
 
 REPLAY_WINDOW = timedelta(hours=24)
