@@ -69,18 +69,19 @@ def serve(
         raise click.ClickException(f"refusing to start: {exc}") from None
     app = create_app(settings)
     if settings.demo:
-        from certctl.demo import seed_demo
+        from certctl.demo import DemoSeed, seed_demo
 
         runtime = app.state.runtime
 
-        async def seed() -> str:
+        async def seed() -> DemoSeed:
             await runtime.start(background=False)
             try:
                 return await seed_demo(runtime)
             finally:
                 await runtime.stop()
 
-        key = asyncio.run(seed())
+        seeded = asyncio.run(seed())
+        key = seeded.api_key
         app = create_app(settings)
         click.echo("")
         click.echo(f"  certctl demo is starting at {settings.effective_public_url}")
@@ -90,6 +91,9 @@ def serve(
         click.echo(
             f"  Try: curl --cacert {cert_path.resolve()} -H 'Authorization: Bearer {key}' {url}"
         )
+        if seeded.acme_profile_id:
+            acme = f"{settings.effective_public_url}/acme/profile/{seeded.acme_profile_id}"
+            click.echo(f"  ACME directory (http-01, *.demo.internal): {acme}/directory")
         click.echo("")
     else:
         click.echo(

@@ -1,11 +1,14 @@
-"""Demo data for ``certctl serve --demo``: a Local CA, a profile, a few certificates, a key."""
+"""Demo data for ``certctl serve --demo``: a Local CA, a profile (also an ACME directory), a few
+certificates, and an admin key."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from certctl.db.base import new_id, utcnow
-from certctl.db.models import ApiKey, ConnectorInstance
+from certctl.db.models import ApiKey, CertificateProfile, ConnectorInstance
 from certctl.domain.auth.actor import Actor
 from certctl.domain.auth.generation import bump_generation
 from certctl.domain.auth.keystore import generate_api_key, hash_api_key
@@ -17,14 +20,23 @@ from certctl.domain.profiles.schemas import ProfileIn
 from certctl.domain.profiles.service import create_profile
 from certctl.runtime import Runtime
 
-__all__ = ["seed_demo"]
+__all__ = ["DemoSeed", "seed_demo"]
 
 DEMO_ISSUER = "Demo Local CA"
+DEMO_PROFILE = "demo-web"
 DEMO_HOSTS = ("www.demo.internal", "api.demo.internal", "grafana.demo.internal")
 
 
-async def seed_demo(runtime: Runtime) -> str:
-    """Seed once (idempotent) and return a fresh admin API key for this run."""
+@dataclass(frozen=True, slots=True)
+class DemoSeed:
+    api_key: str
+    """A fresh admin key for this run (keys are stored hashed, so an old one cannot be shown)."""
+    acme_profile_id: str | None
+    """The demo profile, whose ACME directory is ``/acme/profile/<id>/directory``."""
+
+
+async def seed_demo(runtime: Runtime) -> DemoSeed:
+    """Seed once (idempotent); a fresh admin API key and the demo profile for this run."""
     actor = Actor.system("demo-seed")
     plaintext = generate_api_key()
     async with runtime.sessions() as session:
@@ -55,10 +67,12 @@ async def seed_demo(runtime: Runtime) -> str:
             profile = await create_profile(
                 session,
                 ProfileIn(
-                    name="demo-web",
+                    name=DEMO_PROFILE,
                     description="Demo TLS servers",
                     max_ttl_seconds=90 * 86400,
                     allowed_san_patterns=["**.demo.internal"],
+                    issuer_id=issuer.id,
+                    acme_auth_mode="challenge",
                 ),
                 actor,
             )
@@ -79,5 +93,8 @@ async def seed_demo(runtime: Runtime) -> str:
                 max_attempts=runtime.settings.job_max_attempts,
             )
         await session.commit()
+        profile_id = await session.scalar(
+            select(CertificateProfile.id).where(CertificateProfile.name == DEMO_PROFILE)
+        )
     await runtime.worker.drain()
-    return plaintext
+    return DemoSeed(api_key=plaintext, acme_profile_id=profile_id)
