@@ -168,7 +168,8 @@ async def test_rows_are_chained_in_commit_order_and_lock_nothing_before(client, 
                 held = await conn.scalar(
                     sa.text(
                         "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                        "WHERE c.relname = 'audit_chain_head'"
+                        "WHERE c.relname = 'audit_chain_head' AND l.database = "
+                        "(SELECT oid FROM pg_database WHERE datname = current_database())"
                     )
                 )
             assert held == 0

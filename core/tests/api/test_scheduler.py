@@ -76,7 +76,8 @@ async def test_postgres_leader_whose_connection_dies_is_replaced(settings_factor
             killed = await conn.scalar(
                 text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND objid = (:k & 4294967295) AND granted"
+                    "WHERE locktype = 'advisory' AND objid = (:k & 4294967295) AND granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                 ),
                 {"k": LEADER_LOCK_ID},
             )
