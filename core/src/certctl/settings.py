@@ -554,9 +554,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "acme_ari_poll_interval_seconds": _duration(
                 e, "CERTCTL_ACME_SERVER_ARI_POLL_INTERVAL", 6 * 3600
             ),
-            "acme_dns_resolver": e.get(
-                "CERTCTL_ACME_SERVER_DNS01_RESOLVER", e.get("CERTCTL_ACME_SERVER_DNS_RESOLVER", "")
-            ).strip(),
+            "acme_dns_resolver": e.get("CERTCTL_ACME_SERVER_DNS01_RESOLVER", "").strip(),
             "acme_http01_port": _int(e, "CERTCTL_ACME_SERVER_HTTP01_PORT", 80, minimum=1),
             "acme_tlsalpn01_port": _int(e, "CERTCTL_ACME_SERVER_TLSALPN01_PORT", 443, minimum=1),
             "acme_validation_allow_loopback": _bool(
