@@ -56,8 +56,8 @@ def serve(
 
     from certctl.app import create_app
     from certctl.lib.peer_tls import tls_aware_protocol
-    from certctl.listener_tls import ListenerTLS, client_trust_bundles
-    from certctl.tls import TLSBundleError, ensure_server_certificate
+    from certctl.listener_tls import ListenerTLS
+    from certctl.tls import TLSBundleError, client_trust_bundles, ensure_server_certificate
 
     settings = _settings(
         server_host=host,

@@ -4,7 +4,8 @@ EST and SCEP have mTLS routes (``/.well-known/est-mtls/…``, ``/scep-mtls/…``
 as everything else. When any profile configures a client-CA trust bundle, the listener asks
 every client for a certificate but does not require one (``CERT_OPTIONAL``): browsers and API
 clients carry on without, and a presented certificate must chain to the union of the bundles.
-Each protocol handler then checks it against its own profile's bundle, so one profile's CA
+The bundles are listed by :func:`certctl.tls.client_trust_bundles`. Each protocol handler
+then checks it against its own profile's bundle, so one profile's CA
 cannot enrol into another.
 
 Bundles can be re-read without a restart (:meth:`ListenerTLS.reload`): a fresh context is built
@@ -22,17 +23,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from certctl.settings import Settings
 from certctl.tls import TLSBundleError
 
-__all__ = ["ListenerTLS", "client_trust_bundles"]
-
-
-def client_trust_bundles(settings: Settings) -> tuple[Path, ...]:
-    """Every client-CA bundle an mTLS route of this server trusts (EST and SCEP profiles)."""
-    del settings
-    bundles: list[Path] = []
-    return tuple(dict.fromkeys(bundles))
+__all__ = ["ListenerTLS"]
 
 
 def _read_bundle(path: Path) -> str:
