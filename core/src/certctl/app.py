@@ -27,6 +27,8 @@ from certctl.domain.certificates.controller import CertificateController
 from certctl.domain.compliance.controller import PolicyController
 from certctl.domain.connectors.controller import connector_controllers
 from certctl.domain.digest.controller import DigestController
+from certctl.domain.est.controller import EstAdminController, EstController
+from certctl.domain.est.service import EstService
 from certctl.domain.hierarchy.controller import IntermediateController
 from certctl.domain.jobs.controller import JobController
 from certctl.domain.notifications.controller import NotificationController
@@ -111,6 +113,9 @@ def create_app(
             AcmeController,
             AcmeAdminController,
             ReplacementController,
+            # EST server (RFC 7030)
+            EstController,
+            EstAdminController,
         ],
         dependencies=DEPENDENCIES,
         guards=[authorize],
@@ -128,6 +133,7 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.acme = acme
+    app.state.est = EstService(runtime)
     app.state.ocsp = responder_service(runtime)
     # OCSP requests are answered ahead of routing and middleware (see domain/ocsp/asgi.py).
     app.asgi_handler = OcspFastPath(app.asgi_handler, app.state.ocsp)

@@ -94,6 +94,5 @@ def client_trust_bundles(settings: Settings) -> tuple[Path, ...]:
 
     Non-empty turns on client-certificate requests at the listener (see certctl.listener_tls).
     """
-    bundles: list[Path] = []
-    del settings
+    bundles: list[Path] = [*settings.est.mtls_trust_bundles]
     return tuple(dict.fromkeys(bundles))

@@ -73,6 +73,22 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "/acme/revoke-cert",
         "/acme/profile/{profile_id}/renewal-info/{cert_id}",
         "/acme/renewal-info/{cert_id}",
+        # EST server: authenticated per profile by Basic, client certificate or not at all
+        "/.well-known/est/cacerts",
+        "/.well-known/est/simpleenroll",
+        "/.well-known/est/simplereenroll",
+        "/.well-known/est/csrattrs",
+        "/.well-known/est/serverkeygen",
+        "/.well-known/est/{label}/cacerts",
+        "/.well-known/est/{label}/simpleenroll",
+        "/.well-known/est/{label}/simplereenroll",
+        "/.well-known/est/{label}/csrattrs",
+        "/.well-known/est/{label}/serverkeygen",
+        "/.well-known/est-mtls/{label}/cacerts",
+        "/.well-known/est-mtls/{label}/simpleenroll",
+        "/.well-known/est-mtls/{label}/simplereenroll",
+        "/.well-known/est-mtls/{label}/csrattrs",
+        "/.well-known/est-mtls/{label}/serverkeygen",
     }
 )
 """Paths answered without credentials (``/schema`` covers the OpenAPI document and its UIs).
