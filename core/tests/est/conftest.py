@@ -114,7 +114,9 @@ class Est:
 
     async def enroll(self, csr_der: bytes, *, path: str = "/.well-known/est/simpleenroll",
                      headers: dict[str, str] | None = None) -> httpx.Response:  # fmt: skip
-        return await self.http.post(path, content=b64(csr_der), headers={**PKCS10, **(headers or {})})
+        return await self.http.post(
+            path, content=b64(csr_der), headers={**PKCS10, **(headers or {})}
+        )
 
     async def rows(self) -> tuple[int, int]:
         """(managed certificates, jobs) in the database."""
@@ -152,7 +154,9 @@ async def est(app_factory: Callable[..., Any], tmp_path: Path) -> AsyncIterator[
             background=True, rate_limit_enabled=False, est=settings, **overrides
         )
         r = await app.post(
-            "/api/v1/issuers", json={"name": "est-ca", "type": "local", "config": {}}, headers=ADMIN
+            "/api/v1/issuers",
+            json={"name": f"est-ca-{len(clients)}", "type": "local", "config": {}},
+            headers=ADMIN,
         )
         assert r.status_code == 201, r.text
         issuer_id = r.json()["id"]

@@ -8,7 +8,6 @@ import subprocess
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-
 BASIC = {
     "CERTCTL_EST_PROFILE_ID": "est-devices",
     "CERTCTL_EST_ALLOWED_AUTH_MODES": "basic",
@@ -51,7 +50,9 @@ async def test_basic_enrollment_issues_once_per_csr(kit, est):
     assert await e.rows() == (1, 1)
     listed = (await e.api.get("/api/v1/certificates", headers=kit.ADMIN)).json()["data"]
     assert [(c["source"], c["key_location"]) for c in listed] == [("est", "client")]
-    audit = await e.api.get("/api/v1/audit", params={"action": "est.simpleenroll"}, headers=kit.ADMIN)
+    audit = await e.api.get(
+        "/api/v1/audit", params={"action": "est.simpleenroll"}, headers=kit.ADMIN
+    )
     (row,) = audit.json()["data"]
     assert row["details"]["principal"] == "basic:device"
     assert kit.PASSWORD not in audit.text
@@ -83,7 +84,9 @@ async def test_lockout_after_ten_failures_from_an_address(kit, est):
 
 
 async def test_approval_profile_answers_202_with_retry_after(kit, est):
-    e = await est({"CERTCTL_EST_PROFILE_ID": "gated"}, profiles={"gated": {"requires_approval": True}})
+    e = await est(
+        {"CERTCTL_EST_PROFILE_ID": "gated"}, profiles={"gated": {"requires_approval": True}}
+    )
     csr, _ = kit.make_csr("gated.example.com")
     r = await e.enroll(csr)
     assert r.status_code == 202, r.text
@@ -120,7 +123,9 @@ async def test_csrattrs_names_the_profiles_key_algorithms(kit, est):
 
 
 async def test_csrattrs_is_204_when_the_profile_asks_nothing(kit, est):
-    e = await est({"CERTCTL_EST_PROFILE_ID": "open"}, profiles={"open": {"allowed_key_algorithms": []}})
+    e = await est(
+        {"CERTCTL_EST_PROFILE_ID": "open"}, profiles={"open": {"allowed_key_algorithms": []}}
+    )
     r = await e.http.get("/.well-known/est/csrattrs")
     assert r.status_code == 204
 
