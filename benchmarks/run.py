@@ -10,6 +10,7 @@ Prints, for SQLite and PostgreSQL:
     ``certctl worker`` replicas on PostgreSQL (``benchmarks/lifecycle.py``);
   * p50/p99 of authenticating a request by API key, session cookie and OIDC callback
     (``benchmarks/auth.py``);
+  * EST simpleenroll requests per second, anonymous and with HTTP Basic (``benchmarks/est.py``);
   * server start time (``certctl serve`` until ``/health`` answers over HTTPS) and app start
     time (factory + migrations + plugin loading).
 
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import auth  # benchmarks/auth.py, lifecycle.py, pki.py: run as a script, this directory is on sys.path
+import est
 import httpx
 import lifecycle
 import pki
@@ -462,13 +464,15 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas,auth",
+        help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas,auth,est",
     )
+    parser.add_argument("--est-enrollments", type=int, default=500, help="EST simpleenroll CSRs")
+    parser.add_argument("--est-concurrency", type=int, default=16)
     args = parser.parse_args()
     # As `certctl serve` does: no per-request client lines or per-plugin migration chatter.
     for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    sections = {"issuance", "list", "start", "ocsp", "crl", "scan", "replicas", "auth"}
+    sections = {"issuance", "list", "start", "ocsp", "crl", "scan", "replicas", "auth", "est"}
     only = set(filter(None, args.only.split(","))) or sections
 
     ceiling = bare_ceiling()
@@ -555,6 +559,14 @@ def main() -> None:
                 replica_jobs=args.replica_jobs,
             )
             auth.run(name, url, base, only=only, requests=args.auth_requests)
+            est.run(
+                name,
+                url,
+                base,
+                only=only,
+                enrollments=args.est_enrollments,
+                concurrency=args.est_concurrency,
+            )
             pki.run(
                 name,
                 url,
