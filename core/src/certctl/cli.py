@@ -52,9 +52,12 @@ def serve(
 ) -> None:
     """Run the HTTPS server, its worker and renewal scan."""
     import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     from certctl.app import create_app
-    from certctl.tls import TLSBundleError, ensure_server_certificate
+    from certctl.lib.peer_tls import tls_aware_protocol
+    from certctl.listener_tls import ListenerTLS
+    from certctl.tls import TLSBundleError, client_trust_bundles, ensure_server_certificate
 
     settings = _settings(
         server_host=host,
@@ -99,12 +102,17 @@ def serve(
         click.echo(
             f"certctl listening on {settings.effective_public_url} (certificate {cert_path})"
         )
+    try:
+        listener = ListenerTLS(cert_path, key_path, lambda: client_trust_bundles(settings))
+    except TLSBundleError as exc:
+        raise click.ClickException(f"refusing to start: {exc}") from None
+    app.state.listener_tls = listener
     uvicorn.run(
         app,
         host=settings.server_host,
         port=settings.server_port,
-        ssl_certfile=str(cert_path),
-        ssl_keyfile=str(key_path),
+        ssl_context_factory=lambda _config, _default: listener.context,
+        http=tls_aware_protocol(AutoHTTPProtocol),
         log_level=settings.log_level,
         proxy_headers=False,
     )

