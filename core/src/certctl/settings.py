@@ -16,6 +16,7 @@ from typing import Literal
 import msgspec
 
 from certctl.domain.acme.addresses import parse_resolver
+from certctl.domain.scep.settings import ScepSettings
 
 __all__ = ["NamedApiKey", "Settings", "SettingsError", "parse_named_api_keys"]
 
@@ -401,6 +402,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     acme_orders_per_hour_per_ip: int = 1000
     acme_pending_orders_per_account: int = 100
     acme_failed_validations_per_hour_per_account: int = 60
+    scep: ScepSettings = ScepSettings()
+    """The SCEP server (domain/scep): ``CERTCTL_SCEP_*``."""
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -585,6 +588,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "acme_failed_validations_per_hour_per_account": _int(
                 e, "CERTCTL_ACME_SERVER_FAILED_VALIDATIONS_PER_HOUR", 60, minimum=1
             ),
+            "scep": ScepSettings.from_env(e),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):

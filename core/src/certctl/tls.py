@@ -95,5 +95,6 @@ def client_trust_bundles(settings: Settings) -> tuple[Path, ...]:
     Non-empty turns on client-certificate requests at the listener (see certctl.listener_tls).
     """
     bundles: list[Path] = []
+    bundles += [Path(p.mtls_trust_bundle_path) for p in settings.scep.mtls_profiles()]
     del settings
     return tuple(dict.fromkeys(bundles))

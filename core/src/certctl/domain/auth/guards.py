@@ -73,6 +73,16 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "/acme/revoke-cert",
         "/acme/profile/{profile_id}/renewal-info/{cert_id}",
         "/acme/renewal-info/{cert_id}",
+        # SCEP server: challenge password, renewed certificate or client certificate (domain/scep)
+        "/scep",
+        "/scep/pkiclient.exe",
+        "/cgi-bin/pkiclient.exe",
+        "/scep/{profile}",
+        "/scep/{profile}/pkiclient.exe",
+        "/scep-mtls",
+        "/scep-mtls/pkiclient.exe",
+        "/scep-mtls/{profile}",
+        "/scep-mtls/{profile}/pkiclient.exe",
     }
 )
 """Paths answered without credentials (``/schema`` covers the OpenAPI document and its UIs).

@@ -435,16 +435,34 @@ def _algorithm(oid: str, parameters: Any = None) -> Any:
     return identifier
 
 
+def _tlv(tag: int, content: bytes) -> bytes:
+    """One DER tag-length-value (single-byte tags suffice here)."""
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + content
+
+
 def degenerate_certificates(certificates: list[x509.Certificate]) -> bytes:
-    """A certs-only SignedData (RFC 8894 §3.4), certificates in the order given."""
-    signed = rfc5652.SignedData()
-    signed["version"] = 1
-    signed["digestAlgorithms"] = rfc5652.DigestAlgorithmIdentifiers()
-    signed["encapContentInfo"]["eContentType"] = rfc5652.id_data
-    for index, certificate in enumerate(certificates):
-        signed["certificates"][index]["certificate"] = _cert_asn1(certificate)
-    signed["signerInfos"] = rfc5652.SignerInfos()
-    return _content_info(rfc5652.id_signedData, signed)
+    """A certs-only SignedData (RFC 8894 §3.4), certificates in the order given.
+
+    Assembled by hand around each certificate's own DER: an encoder would sort the certificate
+    SET (DER) and clients take the first certificate of a CertRep as theirs (micromdm does),
+    and a decode/re-encode round trip must never touch a signed certificate's bytes.
+    """
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    certs = b"".join(c.public_bytes(Encoding.DER) for c in certificates)
+    signed = _tlv(
+        0x30,
+        _tlv(0x02, b"\x01")  # version 1
+        + _tlv(0x31, b"")  # no digest algorithms
+        + _tlv(0x30, bytes(der_encoder.encode(rfc5652.id_data)))  # encapContentInfo: data
+        + _tlv(0xA0, certs)  # [0] IMPLICIT CertificateSet
+        + _tlv(0x31, b""),  # no signers
+    )
+    return _tlv(0x30, bytes(der_encoder.encode(rfc5652.id_signedData)) + _tlv(0xA0, signed))
 
 
 def _content_info(kind: univ.ObjectIdentifier, content: Any) -> bytes:

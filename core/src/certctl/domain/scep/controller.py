@@ -74,25 +74,25 @@ _MTLS_PLAIN = ["/scep-mtls", "/scep-mtls/pkiclient.exe"]
 _MTLS_NAMED = ["/scep-mtls/{profile:str}", "/scep-mtls/{profile:str}/pkiclient.exe"]
 
 
-@route(_PLAIN, http_method=_METHODS, opt=_PUBLIC, include_in_schema=False)
+@route(_PLAIN, http_method=_METHODS, opt=_PUBLIC, include_in_schema=False, status_code=200)
 async def scep_legacy(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The legacy un-named profile (``CERTCTL_SCEP_PROFILE_ID``)."""
     return await _serve(request, "", mtls=False)
 
 
-@route(_NAMED, http_method=_METHODS, opt=_PUBLIC, include_in_schema=False)
+@route(_NAMED, http_method=_METHODS, opt=_PUBLIC, include_in_schema=False, status_code=200)
 async def scep_profile(request: Request[Any, Any, Any], profile: FromPath[str]) -> Response[bytes]:
     """A named profile of ``CERTCTL_SCEP_PROFILES``."""
     return await _serve(request, profile, mtls=False)
 
 
-@route(_MTLS_PLAIN, http_method=_METHODS, opt=_PUBLIC, include_in_schema=False)
+@route(_MTLS_PLAIN, http_method=_METHODS, opt=_PUBLIC, include_in_schema=False, status_code=200)
 async def scep_mtls_legacy(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The legacy profile, client certificate required."""
     return await _serve(request, "", mtls=True)
 
 
-@route(_MTLS_NAMED, http_method=_METHODS, opt=_PUBLIC, include_in_schema=False)
+@route(_MTLS_NAMED, http_method=_METHODS, opt=_PUBLIC, include_in_schema=False, status_code=200)
 async def scep_mtls_profile(
     request: Request[Any, Any, Any], profile: FromPath[str]
 ) -> Response[bytes]:

@@ -137,6 +137,10 @@ class ScepSettings(msgspec.Struct, frozen=True, kw_only=True):
         """The profile served at ``/scep/<name>`` (``""``: ``/scep``)."""
         return next((p for p in self.profiles if p.name == name), None)
 
+    def mtls_profiles(self) -> list[ScepProfileSettings]:
+        """The profiles with a ``/scep-mtls`` endpoint (none while SCEP is off)."""
+        return [p for p in self.profiles if self.enabled and p.mtls_enabled]
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ScepSettings:
         """Parse and check ``CERTCTL_SCEP_*``; an enabled, broken profile is a SettingsError."""
