@@ -445,15 +445,15 @@ def _tlv(tag: int, content: bytes) -> bytes:
 
 
 def degenerate_certificates(certificates: list[x509.Certificate]) -> bytes:
-    """A certs-only SignedData (RFC 8894 §3.4), certificates in the order given.
+    """A certs-only SignedData (RFC 8894 §3.4) in DER (the certificate SET sorted).
 
-    Assembled by hand around each certificate's own DER: an encoder would sort the certificate
-    SET (DER) and clients take the first certificate of a CertRep as theirs (micromdm does),
-    and a decode/re-encode round trip must never touch a signed certificate's bytes.
+    Assembled around each certificate's own DER: a decode/re-encode round trip must never touch
+    a signed certificate's bytes. Order is not preserved, so a CertRep carries only the issued
+    certificate (clients take the first one as theirs; the chain comes from GetCACert).
     """
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    certs = b"".join(c.public_bytes(Encoding.DER) for c in certificates)
+    certs = b"".join(sorted(c.public_bytes(Encoding.DER) for c in certificates))
     signed = _tlv(
         0x30,
         _tlv(0x02, b"\x01")  # version 1

@@ -412,9 +412,9 @@ class ScepService:
             return self._reply(endpoint, request, PkiStatus.PENDING)
         if outcome.state == "failed" or outcome.version is None:
             raise ScepFailure(FailInfo.BAD_REQUEST, f"issuance failed: {outcome.error}")
+        # Only the leaf: clients take the CertRep's first certificate as theirs, and a DER
+        # certificate SET has no order (the chain is GetCACert's).
         issued = [x509.load_pem_x509_certificate(outcome.version.certificate_pem.encode())]
-        if outcome.version.chain_pem.strip():
-            issued += x509.load_pem_x509_certificates(outcome.version.chain_pem.encode())
         return self._reply(
             endpoint, request, PkiStatus.SUCCESS, issued=issued, cipher_oid=cipher_oid
         )
