@@ -256,6 +256,7 @@ def scep_app(
 ) -> Callable[..., Any]:
     """``await scep_app(**profile_fields)``: an app serving SCEP profile ``devices``."""
     cert, key, ra, ra_key = ra_files
+    made: dict[str, str] = {}
 
     async def make(
         *, background: bool = True, wait: int = 5, profile: dict[str, Any] | None = None,
@@ -273,6 +274,8 @@ def scep_app(
                               **(scep or {})),  # fmt: skip
             **settings,
         )
+        if "profile_id" in made:  # a second app on the same database (another setting)
+            return ScepApp(client, ra, ra_key, made["profile_id"])
         r = await client.post(
             "/api/v1/issuers",
             json={"name": "scep-ca", "type": "local", "config": {"ca_key_type": "rsa-2048"}},
@@ -282,6 +285,7 @@ def scep_app(
         body = {"name": "scep-devices", "issuer_id": r.json()["id"], **(certificate_profile or {})}
         r = await client.post("/api/v1/profiles", json=body, headers=admin_headers)
         assert r.status_code == 201, r.text
+        made["profile_id"] = r.json()["id"]
         return ScepApp(client, ra, ra_key, r.json()["id"])
 
     return make
