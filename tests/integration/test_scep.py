@@ -35,14 +35,16 @@ class ScepServer:
 
 def _write(path: Path, text: str, mode: int = 0o644) -> Path:
     path.write_text(text)
-    os.chmod(path, mode)
+    path.chmod(mode)
     return path
 
 
 @pytest.fixture
 def scep_server(database_url: str, tmp_path: Path) -> Iterator[ScepServer]:
     listener_ca = TestCA.create(common_name="SCEP test listener CA")
-    leaf = listener_ca.issue("localhost", sans=SubjectAltNames(dns=("localhost",), ip=("127.0.0.1",)))
+    leaf = listener_ca.issue(
+        "localhost", sans=SubjectAltNames(dns=("localhost",), ip=("127.0.0.1",))
+    )
     ra = TestCA.create(key_type=KeyType.RSA_2048, common_name="SCEP RA issuer").issue(
         "certctl SCEP RA", key_type=KeyType.RSA_2048
     )

@@ -93,7 +93,9 @@ class Device:
         if self.signer is None:
             self.signer = self_signed(self.key)
 
-    def envelope(self, data: bytes, recipient: x509.Certificate, aes: Any = algorithms.AES256) -> bytes:
+    def envelope(
+        self, data: bytes, recipient: x509.Certificate, aes: Any = algorithms.AES256
+    ) -> bytes:
         return (
             pkcs7.PKCS7EnvelopeBuilder()
             .set_data(data)
@@ -141,7 +143,9 @@ class Device:
         info = signed["signerInfos"][0]
         info["version"] = 1
         ias = info["sid"]["issuerAndSerialNumber"]
-        ias["issuer"] = decoder.decode(self.signer.issuer.public_bytes(), asn1Spec=rfc5280.Name())[0]
+        ias["issuer"] = decoder.decode(self.signer.issuer.public_bytes(), asn1Spec=rfc5280.Name())[
+            0
+        ]
         ias["serialNumber"] = self.signer.serial_number
         info["digestAlgorithm"] = algorithm
         for index, attribute in enumerate(attrs):
@@ -155,7 +159,9 @@ class Device:
         outer["content"] = encoder.encode(signed)
         return bytes(encoder.encode(outer))
 
-    def pkcs_req(self, ra: x509.Certificate, cn: str = "device-1", challenge: str | None = CHALLENGE) -> bytes:
+    def pkcs_req(
+        self, ra: x509.Certificate, cn: str = "device-1", challenge: str | None = CHALLENGE
+    ) -> bytes:
         return self.message(self.envelope(make_csr(self.key, cn, challenge), ra))
 
 
@@ -270,8 +276,9 @@ def scep_app(
         client = await app_factory(
             background=background,
             rate_limit_enabled=False,
-            scep=ScepSettings(enabled=True, profiles=(endpoint,), issuance_wait_seconds=wait,
-                              **(scep or {})),  # fmt: skip
+            scep=ScepSettings(
+                enabled=True, profiles=(endpoint,), issuance_wait_seconds=wait, **(scep or {})
+            ),
             **settings,
         )
         if "profile_id" in made:  # a second app on the same database (another setting)

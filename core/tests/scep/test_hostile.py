@@ -33,7 +33,9 @@ async def test_unreadable_messages_are_400_with_a_reason(scep_app, kit):
     assert "trailing" in await _refused(app, good + b"\x00")
     missing = device.message(device.envelope(b"x", app.ra), omit="2.16.840.1.113733.1.9.7")
     assert "transactionID" in await _refused(app, missing)
-    r = await app.client.get("/scep/devices", params={"operation": "PKIOperation", "message": "%%%"})
+    r = await app.client.get(
+        "/scep/devices", params={"operation": "PKIOperation", "message": "%%%"}
+    )
     assert r.status_code == 400 and "base64" in r.text
     await _nothing_written(app)
 

@@ -78,7 +78,9 @@ async def test_get_form_and_3des_and_sha512(scep_app, kit, tmp_path):
     ).stdout  # fmt: skip
     message = device.message(envelope, digest_oid="2.16.840.1.101.3.4.2.3")
     encoded = base64.urlsafe_b64encode(message).decode()  # micromdm's GET alphabet
-    r = await app.client.get("/scep/devices", params={"operation": "PKIOperation", "message": encoded})
+    r = await app.client.get(
+        "/scep/devices", params={"operation": "PKIOperation", "message": encoded}
+    )
     assert r.status_code == 200, r.text
     reply = kit.read_cert_rep(r.content, device, app.ra)
     assert reply.status == "0"
@@ -140,7 +142,9 @@ async def test_renewal_needs_a_current_certificate_of_this_profile(scep_app, kit
     csr = kit.make_csr(new_key, "device-1", challenge=None)
     reply = await app.enrol(renewing, renewing.message(renewing.envelope(csr, app.ra), "17"))
     assert reply.status == "0", reply
-    assert reply.certificates[0].public_key().public_numbers() == new_key.public_key().public_numbers()
+    assert (
+        reply.certificates[0].public_key().public_numbers() == new_key.public_key().public_numbers()
+    )
     # Other names than the certificate's: refused.
     other = kit.Device(key=first.key, signer=issued)
     csr = kit.make_csr(new_key, "someone-else", challenge=None)

@@ -135,7 +135,11 @@ class ScepAdminController(Controller):
             "scep.challenge.create",
             resource_type="scep_challenge",
             resource_id=row.id,
-            details={"profile": data.profile, "label": data.label, "expires_at": str(row.expires_at)},
+            details={
+                "profile": data.profile,
+                "label": data.label,
+                "expires_at": str(row.expires_at),
+            },
         )
         await session.commit()
         return ChallengeCreated(

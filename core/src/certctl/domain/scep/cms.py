@@ -126,7 +126,11 @@ _ECDSA_SIGNATURES = {"1.2.840.10045.2.1", "1.2.840.10045.4.1", "1.2.840.10045.4.
 
 DES_CBC = "1.3.14.3.2.7"
 DES_EDE3_CBC = "1.2.840.113549.3.7"
-AES_CBC = {"2.16.840.1.101.3.4.1.2": 16, "2.16.840.1.101.3.4.1.22": 24, "2.16.840.1.101.3.4.1.42": 32}
+AES_CBC = {
+    "2.16.840.1.101.3.4.1.2": 16,
+    "2.16.840.1.101.3.4.1.22": 24,
+    "2.16.840.1.101.3.4.1.42": 32,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,9 +252,7 @@ def parse_request(der: bytes) -> PkiRequest:
     if len(signed["signerInfos"]) != 1:
         raise ScepMalformed("the SignedData must have exactly one signer")
     signer_info = signed["signerInfos"][0]
-    signer = next(
-        (c for c in _certificates(signed) if _matches_sid(c, signer_info["sid"])), None
-    )
+    signer = next((c for c in _certificates(signed) if _matches_sid(c, signer_info["sid"])), None)
     if signer is None:
         raise ScepMalformed("the SignedData does not carry the signer's certificate")
     if not signer_info["signedAttrs"].isValue:
@@ -302,7 +304,9 @@ def parse_request(der: bytes) -> PkiRequest:
             digest_cls,
         )
     except InvalidSignature:
-        raise Rejected(request, FailInfo.BAD_MESSAGE_CHECK, "the signature does not verify") from None
+        raise Rejected(
+            request, FailInfo.BAD_MESSAGE_CHECK, "the signature does not verify"
+        ) from None
     except ScepFailure as exc:
         raise Rejected(request, exc.fail_info, exc.reason) from None
     return PkiRequest(
@@ -313,8 +317,6 @@ def parse_request(der: bytes) -> PkiRequest:
         digest_oid=request.digest_oid,
         content=content,
     )
-
-
 
 
 def _cipher_for(oid: str, key: bytes, iv: bytes, *, allow_single_des: bool) -> Cipher[Any]:
@@ -370,7 +372,9 @@ def open_envelope(
     if key_alg == OID_RSA:
         scheme: asym_padding.AsymmetricPadding = asym_padding.PKCS1v15()
     elif key_alg == OID_RSAES_OAEP:
-        scheme = asym_padding.OAEP(asym_padding.MGF1(hashes.SHA1()), hashes.SHA1(), None)
+        # RFC 3560's default parameters; SHA-1 in OAEP is not a collision-sensitive use.
+        sha1 = hashes.SHA1()  # noqa: S303
+        scheme = asym_padding.OAEP(asym_padding.MGF1(sha1), sha1, None)
     else:
         raise ScepFailure(FailInfo.BAD_ALG, f"key transport {key_alg} is not supported")
     try:
@@ -382,7 +386,7 @@ def open_envelope(
     if not eci["encryptedContent"].isValue:
         raise ScepFailure(FailInfo.BAD_MESSAGE_CHECK, "the EnvelopedData has no content")
     try:
-        iv, rest = ber_decoder.decode(
+        iv, _rest = ber_decoder.decode(
             bytes(eci["contentEncryptionAlgorithm"]["parameters"]), asn1Spec=univ.OctetString()
         )
     except (PyAsn1Error, ValueError, TypeError):
@@ -408,7 +412,9 @@ def open_envelope(
 def _cert_asn1(certificate: x509.Certificate) -> Any:
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    value, _ = der_decoder.decode(certificate.public_bytes(Encoding.DER), asn1Spec=rfc5280.Certificate())
+    value, _ = der_decoder.decode(
+        certificate.public_bytes(Encoding.DER), asn1Spec=rfc5280.Certificate()
+    )
     return value
 
 

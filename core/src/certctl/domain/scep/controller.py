@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from collections.abc import MutableMapping
+from typing import Any, cast
 
 from litestar import Request, Response, route
 from litestar.params import FromPath
@@ -47,7 +48,7 @@ async def _serve(request: Request[Any, Any, Any], profile: str, *, mtls: bool) -
     scep: ScepService = request.app.state.scep
     endpoint: Endpoint = scep.endpoint(profile, mtls=mtls)
     if mtls:
-        check_client_certificate(request.scope, endpoint)
+        check_client_certificate(cast("MutableMapping[str, Any]", request.scope), endpoint)
     operation = request.query_params.get("operation", "")
     if operation == "GetCACaps":
         return _text(200, "\n".join(CA_CAPS))
@@ -55,7 +56,9 @@ async def _serve(request: Request[Any, Any, Any], profile: str, *, mtls: bool) -
         der, media_type = await scep.ca_certificates(endpoint)
         return Response(content=der, media_type=media_type)
     if operation != "PKIOperation":
-        return _text(400, f"unknown operation {operation[:40]!r}: use GetCACaps, GetCACert or PKIOperation")
+        return _text(
+            400, f"unknown operation {operation[:40]!r}: use GetCACaps, GetCACert or PKIOperation"
+        )
     limit = scep.settings.max_message_bytes
     body = await request.body() if request.method == "POST" else b""
     if len(body) > limit or len(request.query_params.get("message") or "") > limit * 2:

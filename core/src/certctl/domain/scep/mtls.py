@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["check_client_certificate"]
 
 
-def check_client_certificate(scope: MutableMapping[str, Any], endpoint: Endpoint) -> x509.Certificate:
+def check_client_certificate(
+    scope: MutableMapping[str, Any], endpoint: Endpoint
+) -> x509.Certificate:
     """The verified client certificate of this request; 403 without one this profile trusts."""
     peer = peer_tls(scope)
     if peer is None or peer.client_certificate is None:

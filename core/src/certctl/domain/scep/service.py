@@ -101,9 +101,7 @@ class ScepService:
                 if profile.mtls_enabled:
                     roots = tuple(load_bundle("mTLS bundle", profile.mtls_trust_bundle_path))
                 self.endpoints[profile.name] = Endpoint(profile, load_ra(profile), roots)
-        self.intune = IntuneVerifier.build(
-            [e.settings for e in self.endpoints.values()]
-        )
+        self.intune = IntuneVerifier.build([e.settings for e in self.endpoints.values()])
 
     def endpoint(self, name: str, *, mtls: bool) -> Endpoint:
         """The profile a path names; 404 when SCEP is off or the profile is not configured."""
@@ -243,7 +241,9 @@ class ScepService:
             csr = x509.load_der_x509_csr(plain)
             valid = csr.is_signature_valid
         except ValueError:
-            raise ScepFailure(FailInfo.BAD_REQUEST, "the envelope does not hold a PKCS#10 CSR") from None
+            raise ScepFailure(
+                FailInfo.BAD_REQUEST, "the envelope does not hold a PKCS#10 CSR"
+            ) from None
         if not valid:
             raise ScepFailure(FailInfo.BAD_REQUEST, "the CSR signature does not verify")
         digest_input = plain + (_der(request.signer) if kind == MessageType.RENEWAL_REQ else b"")
@@ -294,10 +294,13 @@ class ScepService:
         cert = await session.get(ManagedCertificate, version.certificate_id) if version else None
         if version is None or cert is None or cert.profile_id != profile.id:
             raise ScepFailure(
-                FailInfo.BAD_CERT_ID, "the RenewalReq is not signed by a certificate of this profile"
+                FailInfo.BAD_CERT_ID,
+                "the RenewalReq is not signed by a certificate of this profile",
             )
         if cert.status == "revoked" or cert.current_version_id != version.id:
-            raise ScepFailure(FailInfo.BAD_CERT_ID, "the signing certificate is revoked or superseded")
+            raise ScepFailure(
+                FailInfo.BAD_CERT_ID, "the signing certificate is revoked or superseded"
+            )
         if signer.not_valid_after_utc <= utcnow():
             raise ScepFailure(FailInfo.BAD_TIME, "the signing certificate has expired")
         return cert
@@ -358,7 +361,9 @@ class ScepService:
             )
         except CertctlError as exc:
             await session.rollback()
-            raise ScepFailure(FailInfo.BAD_REQUEST, f"refused by the profile: {exc.detail}") from None
+            raise ScepFailure(
+                FailInfo.BAD_REQUEST, f"refused by the profile: {exc.detail}"
+            ) from None
         transaction.certificate_id = cert.id
         transaction.job_id = job.id
         session.add(transaction)

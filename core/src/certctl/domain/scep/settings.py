@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 import stat
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -197,7 +197,9 @@ class ScepSettings(msgspec.Struct, frozen=True, kw_only=True):
             if profile.mtls_enabled and not profile.mtls_trust_bundle_path:
                 raise _error(f"{prefix}MTLS_CLIENT_CA_TRUST_BUNDLE_PATH is required with mTLS")
             if profile.mtls_enabled:
-                load_bundle(f"{prefix}MTLS_CLIENT_CA_TRUST_BUNDLE_PATH", profile.mtls_trust_bundle_path)
+                load_bundle(
+                    f"{prefix}MTLS_CLIENT_CA_TRUST_BUNDLE_PATH", profile.mtls_trust_bundle_path
+                )
             intune = profile.intune
             if intune.enabled:
                 if not intune.connector_cert_path or not intune.audience:
@@ -209,7 +211,9 @@ class ScepSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _profile(env: Mapping[str, str], name: str) -> ScepProfileSettings:
-    prefix = "CERTCTL_SCEP_" if not name else f"CERTCTL_SCEP_PROFILE_{name.upper().replace('-', '_')}_"
+    prefix = (
+        "CERTCTL_SCEP_" if not name else f"CERTCTL_SCEP_PROFILE_{name.upper().replace('-', '_')}_"
+    )
 
     def get(suffix: str, fallback: str = "") -> str:
         return (env.get(prefix + suffix) or fallback).strip()
@@ -282,7 +286,8 @@ def load_ra(profile: ScepProfileSettings) -> RaCredentials:
     if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
         raise _error(
             f"{prefix}RA_CERT_PATH: the RA certificate is not valid now (valid "
-            f"{certificate.not_valid_before_utc:%Y-%m-%d} to {certificate.not_valid_after_utc:%Y-%m-%d})"
+            f"{certificate.not_valid_before_utc:%Y-%m-%d} to "
+            f"{certificate.not_valid_after_utc:%Y-%m-%d})"
         )
     return RaCredentials(certificate=certificate, key=key)
 
