@@ -9,11 +9,13 @@ so the server runs with ``CERTCTL_SCEP_ALLOW_SINGLE_DES=true``.
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -31,6 +33,8 @@ class ScepServer:
     listener_ca: Path
     ra_cert: Path
     url: str
+    fleets: dict[str, tuple[Path, Path, Path]]
+    """mTLS profile → (its client CA, a device certificate, its key)."""
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> Path:
@@ -55,6 +59,15 @@ def scep_server(database_url: str, tmp_path: Path) -> Iterator[ScepServer]:
     key_pem = _write(d / "listener.key", leaf.key_pem, 0o600)
     ra_cert = _write(d / "ra.pem", ra.certificate_pem)
     ra_key = _write(d / "ra.key", ra.key_pem, 0o600)
+    fleets = {}
+    for fleet in ("fleet", "other"):
+        fleet_ca = TestCA.create(common_name=f"{fleet} device CA")
+        device_cert = fleet_ca.issue(f"{fleet}-device")
+        fleets[fleet] = (
+            _write(d / f"{fleet}-ca.pem", fleet_ca.certificate_pem),
+            _write(d / f"{fleet}-device.pem", device_cert.certificate_pem),
+            _write(d / f"{fleet}-device.key", device_cert.key_pem, 0o600),
+        )
     (server,) = start_servers(
         1,
         database_url,
@@ -66,9 +79,19 @@ def scep_server(database_url: str, tmp_path: Path) -> Iterator[ScepServer]:
         CERTCTL_SCEP_ALLOW_SINGLE_DES="true",
         CERTCTL_SCEP_RA_CERT_PATH=str(ra_cert),
         CERTCTL_SCEP_RA_KEY_PATH=str(ra_key),
-        CERTCTL_SCEP_PROFILES="devices",
+        CERTCTL_SCEP_PROFILES="devices,fleet,other",
         CERTCTL_SCEP_PROFILE_DEVICES_PROFILE_ID="scep-devices",
         CERTCTL_SCEP_PROFILE_DEVICES_CHALLENGE_PASSWORD=CHALLENGE,
+        **{
+            f"CERTCTL_SCEP_PROFILE_{fleet.upper()}_{name}": value
+            for fleet, (ca, _, _) in fleets.items()
+            for name, value in (
+                ("PROFILE_ID", "scep-devices"),
+                ("CHALLENGE_PASSWORD", CHALLENGE),
+                ("MTLS_ENABLED", "true"),
+                ("MTLS_CLIENT_CA_TRUST_BUNDLE_PATH", str(ca)),
+            )
+        },
     )
     try:
         r = server.client.post(
@@ -80,7 +103,7 @@ def scep_server(database_url: str, tmp_path: Path) -> Iterator[ScepServer]:
             "/api/v1/profiles", json={"name": "scep-devices", "issuer_id": r.json()["id"]}
         )
         assert r.status_code == 201, r.text
-        yield ScepServer(server, ca_pem, ra_cert, f"{server.url}/scep/devices")
+        yield ScepServer(server, ca_pem, ra_cert, f"{server.url}/scep/devices", fleets)
     finally:
         server.stop()
 
@@ -108,7 +131,15 @@ def _audit(scep: ScepServer, action: str) -> list[dict[str, object]]:
     return rows
 
 
-def test_scepclient_enrols_and_renews(scep_server: ScepServer, tmp_path: Path) -> None:
+def test_real_clients(scep_server: ScepServer, tmp_path: Path) -> None:
+    """One server for every client (each start costs seconds): enrol, renew, refusal, caps, mTLS."""
+    _enrol_and_renew(scep_server, tmp_path)
+    _wrong_challenge(scep_server, tmp_path)
+    _certmonger(scep_server)
+    _mtls(scep_server)
+
+
+def _enrol_and_renew(scep_server: ScepServer, tmp_path: Path) -> None:
     device = tmp_path / "device"
     device.mkdir()
     _scepclient(scep_server, device, "-challenge", CHALLENGE)
@@ -129,19 +160,17 @@ def test_scepclient_enrols_and_renews(scep_server: ScepServer, tmp_path: Path) -
     assert [e["outcome"] for e in renewals] == ["success"]
 
 
-def test_scepclient_with_a_wrong_challenge_gets_a_failure(
-    scep_server: ScepServer, tmp_path: Path
-) -> None:
+def _wrong_challenge(scep_server: ScepServer, tmp_path: Path) -> None:
     device = tmp_path / "intruder"
     device.mkdir()
     output = _scepclient(scep_server, device, "-challenge", "not-the-secret", check=False)
     assert "failInfo" in output and "2" in output.split("failInfo")[-1], output
     assert not (device / "cert.pem").exists()
     refused = _audit(scep_server, "scep_pkcsreq")
-    assert [e["outcome"] for e in refused] == ["failure"]
+    assert sorted(e["outcome"] for e in refused) == ["failure", "success"]  # after the enrolment
 
 
-def test_certmonger_reads_caps_and_ca_certificates(scep_server: ScepServer, tmp_path: Path) -> None:
+def _certmonger(scep_server: ScepServer) -> None:
     submit = require("/usr/lib/certmonger/scep-submit")
     caps = run([submit, "-u", scep_server.url, "-R", str(scep_server.listener_ca), "-c"])
     assert {"POSTPKIOperation", "SHA-256", "AES", "SCEPStandard", "Renewal"} <= set(caps.split())
@@ -152,3 +181,24 @@ def test_certmonger_reads_caps_and_ca_certificates(scep_server: ScepServer, tmp_
     ra = x509.load_pem_x509_certificate(scep_server.ra_cert.read_bytes())
     assert ra in loaded
     assert any(c.subject != ra.subject for c in loaded)  # the issuing CA is there too
+
+
+def _mtls(scep_server: ScepServer) -> None:
+    """The twin re-verifies the listener's client certificate against its own bundle."""
+    _, fleet_cert, fleet_key = scep_server.fleets["fleet"]
+    _, other_cert, other_key = scep_server.fleets["other"]
+
+    def caps(profile: str, cert: tuple[Path, Path] | None) -> httpx.Response:
+        context = ssl.create_default_context(cafile=str(scep_server.listener_ca))
+        if cert is not None:
+            context.load_cert_chain(str(cert[0]), str(cert[1]))
+        with httpx.Client(verify=context, timeout=30) as client:
+            return client.get(f"{scep_server.server.url}/scep-mtls/{profile}?operation=GetCACaps")
+
+    assert caps("fleet", (fleet_cert, fleet_key)).status_code == 200
+    assert "Renewal" in caps("fleet", (fleet_cert, fleet_key)).text
+    assert caps("fleet", None).status_code == 403
+    refused = caps("fleet", (other_cert, other_key))  # trusted by the listener, not by "fleet"
+    assert refused.status_code == 403, refused.text
+    assert caps("other", (other_cert, other_key)).status_code == 200
+    assert caps("devices", (fleet_cert, fleet_key)).status_code == 404  # no mTLS twin
