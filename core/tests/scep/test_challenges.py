@@ -52,7 +52,7 @@ async def test_one_time_password_is_single_use_and_stored_hashed(
     assert otp not in r.text
     async with app.client.runtime.sessions() as session:
         row = (await session.scalars(select(ScepChallenge))).one()
-        assert otp not in json.dumps([str(getattr(row, c)) for c in row.__table__.columns])
+        assert otp not in json.dumps([str(getattr(row, c.key)) for c in row.__table__.columns])
     r = await app.client.get("/api/v1/admin/scep/profiles", headers=admin_headers)
     assert r.status_code == 200
     assert kit.CHALLENGE not in r.text and r.json()["data"][0]["path"] == "/scep/devices"

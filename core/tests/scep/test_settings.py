@@ -39,8 +39,12 @@ def _env(ra: tuple[Path, Path], **extra: str) -> dict[str, str]:
 
 def test_profiles_parse_and_secrets_stay_out_of_repr(ra):
     settings = Settings.from_env(
-        _env(ra, CERTCTL_SCEP_PROFILE_ID="legacy", CERTCTL_SCEP_CHALLENGE_PASSWORD="legacy-pw",
-             CERTCTL_SCEP_ISSUANCE_WAIT="30s")  # fmt: skip
+        _env(
+            ra,
+            CERTCTL_SCEP_PROFILE_ID="legacy",
+            CERTCTL_SCEP_CHALLENGE_PASSWORD="legacy-pw",
+            CERTCTL_SCEP_ISSUANCE_WAIT="30s",
+        )  # fmt: skip
     ).scep
     assert [p.name for p in settings.profiles] == ["", "iot", "corp-laptops"]
     assert settings.profile("corp-laptops").profile_id == "laptops"
@@ -72,7 +76,7 @@ def test_refuses_to_start(ra, change, message):
 
 
 def test_ra_key_permissions_pair_type_and_validity(ra, tmp_path):
-    cert, key = ra
+    _, key = ra
     key.chmod(0o644)
     with pytest.raises(SettingsError, match="chmod 600"):
         Settings.from_env(_env(ra))
