@@ -44,7 +44,7 @@ def test_profiles_parse_and_secrets_stay_out_of_repr(ra):
             CERTCTL_SCEP_PROFILE_ID="legacy",
             CERTCTL_SCEP_CHALLENGE_PASSWORD="legacy-pw",
             CERTCTL_SCEP_ISSUANCE_WAIT="30s",
-        )  # fmt: skip
+        )
     ).scep
     assert [p.name for p in settings.profiles] == ["", "iot", "corp-laptops"]
     assert settings.profile("corp-laptops").profile_id == "laptops"
