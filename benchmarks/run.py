@@ -10,6 +10,7 @@ Prints, for SQLite and PostgreSQL:
     ``certctl worker`` replicas on PostgreSQL (``benchmarks/lifecycle.py``);
   * p50/p99 of authenticating a request by API key, session cookie and OIDC callback
     (``benchmarks/auth.py``);
+  * SCEP PKIOperations per second, issued and resent (``benchmarks/scep.py``);
   * server start time (``certctl serve`` until ``/health`` answers over HTTPS) and app start
     time (factory + migrations + plugin loading).
 
@@ -40,6 +41,7 @@ import auth  # benchmarks/auth.py, lifecycle.py, pki.py: run as a script, this d
 import httpx
 import lifecycle
 import pki
+import scep
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -459,16 +461,17 @@ def main() -> None:
     parser.add_argument("--due", type=int, default=100_000, help="of which due for renewal")
     parser.add_argument("--replica-jobs", type=int, default=5000, help="jobs per replica run")
     parser.add_argument("--auth-requests", type=int, default=20_000, help="timed authentications")
+    parser.add_argument("--scep-requests", type=int, default=300, help="SCEP enrolments")
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas,auth",
+        help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas,auth,scep",
     )
     args = parser.parse_args()
     # As `certctl serve` does: no per-request client lines or per-plugin migration chatter.
     for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    sections = {"issuance", "list", "start", "ocsp", "crl", "scan", "replicas", "auth"}
+    sections = {"issuance", "list", "start", "ocsp", "crl", "scan", "replicas", "auth", "scep"}
     only = set(filter(None, args.only.split(","))) or sections
 
     ceiling = bare_ceiling()
@@ -564,6 +567,7 @@ def main() -> None:
                 ocsp_concurrency=args.ocsp_concurrency,
                 crl_entries=args.crl_entries,
             )
+            scep.run(name, url, base, only=only, requests=args.scep_requests)
         finally:
             for db in dbs:
                 assert admin is not None

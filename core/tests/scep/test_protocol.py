@@ -53,6 +53,11 @@ async def test_enrol_with_the_static_challenge(scep_app, kit, admin_headers):
     assert reply.status == "0", reply
     assert reply.transaction_id == device.transaction_id
     assert reply.recipient_nonce == device.nonce
+    # OpenSSL, too, reads the reply as valid CMS signed by the RA.
+    subprocess.run(
+        ["openssl", "cms", "-verify", "-noverify", "-inform", "DER", "-binary", "-out", "/dev/null"],
+        input=(await app.post(device.pkcs_req(app.ra))).content, capture_output=True, check=True,
+    )  # fmt: skip
     leaf = reply.certificates[0]
     assert leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "device-1"
     assert leaf.public_key().public_numbers() == device.key.public_key().public_numbers()

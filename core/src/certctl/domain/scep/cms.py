@@ -25,12 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyasn1.codec.ber import decoder as ber_decoder
-from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.error import PyAsn1Error
-from pyasn1.type import univ, useful
-from pyasn1.type.char import PrintableString
-from pyasn1_modules import rfc5280, rfc5652
+from pyasn1.type import namedtype, tag, univ
+from pyasn1_modules import rfc5652
 
 __all__ = [
     "FailInfo",
@@ -133,6 +131,36 @@ AES_CBC = {
 }
 
 
+class _RawCertificates(univ.SetOf):  # type: ignore[misc]
+    """CertificateSet kept as each entry's own bytes: decoding and re-encoding a certificate
+    is slow in pyasn1 and could alter it; cryptography parses the bytes."""
+
+    componentType = univ.Any()  # noqa: N815 - the name pyasn1 reads
+
+
+class _SignedData(univ.Sequence):  # type: ignore[misc]
+    """RFC 5652 SignedData with the certificates left raw (see :class:`_RawCertificates`)."""
+
+    componentType = namedtype.NamedTypes(  # noqa: N815 - the name pyasn1 reads
+        namedtype.NamedType("version", rfc5652.CMSVersion()),
+        namedtype.NamedType("digestAlgorithms", rfc5652.DigestAlgorithmIdentifiers()),
+        namedtype.NamedType("encapContentInfo", rfc5652.EncapsulatedContentInfo()),
+        namedtype.OptionalNamedType(
+            "certificates",
+            _RawCertificates().subtype(
+                implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, 0)
+            ),
+        ),
+        namedtype.OptionalNamedType(
+            "crls",
+            rfc5652.RevocationInfoChoices().subtype(
+                implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, 1)
+            ),
+        ),
+        namedtype.NamedType("signerInfos", rfc5652.SignerInfos()),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PkiRequest:
     """A signed, verified request: who sent it and which transaction it belongs to."""
@@ -178,12 +206,13 @@ def _certificates(signed: Any) -> list[x509.Certificate]:
     found: list[x509.Certificate] = []
     if not signed["certificates"].isValue:
         return found
-    for choice in signed["certificates"]:
-        if choice.getName() != "certificate":
-            continue
+    for raw in signed["certificates"]:
+        der = bytes(raw)
+        if not der.startswith(b"\x30"):
+            continue  # another CertificateChoices alternative (attribute certificates etc.)
         try:
-            found.append(x509.load_der_x509_certificate(der_encoder.encode(choice["certificate"])))
-        except (ValueError, PyAsn1Error):
+            found.append(x509.load_der_x509_certificate(der))
+        except ValueError:
             raise ScepMalformed("a certificate in the message is malformed") from None
     return found
 
@@ -248,7 +277,7 @@ def parse_request(der: bytes) -> PkiRequest:
     info = _decode(der, rfc5652.ContentInfo(), "the PKIMessage")
     if info["contentType"] != rfc5652.id_signedData:
         raise ScepMalformed("the PKIMessage is not a CMS SignedData")
-    signed = _decode(bytes(info["content"]), rfc5652.SignedData(), "the SignedData")
+    signed = _decode(bytes(info["content"]), _SignedData(), "the SignedData")
     if len(signed["signerInfos"]) != 1:
         raise ScepMalformed("the SignedData must have exactly one signer")
     signer_info = signed["signerInfos"][0]
@@ -407,75 +436,82 @@ def open_envelope(
 
 
 # --- building replies -------------------------------------------------------------------------
+#
+# Replies are assembled as DER directly: each certificate is embedded as its own bytes (never
+# decoded and re-encoded), and pyasn1's encoder, the slow part of a reply, is left out.
 
 
-def _cert_asn1(certificate: x509.Certificate) -> Any:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    value, _ = der_decoder.decode(
-        certificate.public_bytes(Encoding.DER), asn1Spec=rfc5280.Certificate()
-    )
-    return value
-
-
-def _issuer_and_serial(certificate: x509.Certificate) -> Any:
-    ias = rfc5652.IssuerAndSerialNumber()
-    name, _ = der_decoder.decode(_name_der(certificate.issuer), asn1Spec=rfc5280.Name())
-    ias["issuer"] = name
-    ias["serialNumber"] = certificate.serial_number
-    return ias
-
-
-def _attribute(oid: univ.ObjectIdentifier, value: Any) -> Any:
-    attribute = rfc5652.Attribute()
-    attribute["attrType"] = oid
-    attribute["attrValues"][0] = der_encoder.encode(value)
-    return attribute
-
-
-def _algorithm(oid: str, parameters: Any = None) -> Any:
-    identifier = rfc5280.AlgorithmIdentifier()
-    identifier["algorithm"] = univ.ObjectIdentifier(oid)
-    if parameters is not None:
-        identifier["parameters"] = der_encoder.encode(parameters)
-    return identifier
-
-
-def _tlv(tag: int, content: bytes) -> bytes:
+def _tlv(kind: int, content: bytes) -> bytes:
     """One DER tag-length-value (single-byte tags suffice here)."""
     size = len(content)
     if size < 0x80:
-        return bytes([tag, size]) + content
+        return bytes([kind, size]) + content
     length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + content
+    return bytes([kind, 0x80 | len(length)]) + length + content
+
+
+def _oid(dotted: str) -> bytes:
+    return bytes(der_encoder.encode(univ.ObjectIdentifier(dotted)))
+
+
+def _integer(value: int) -> bytes:
+    return _tlv(0x02, value.to_bytes((value.bit_length() + 8) // 8, "big", signed=True))
+
+
+def _algorithm_der(oid: str, parameters: bytes | None = None) -> bytes:
+    return _tlv(0x30, _oid(oid) + (parameters or b""))
+
+
+_NULL = b"\x05\x00"
+_ID_DATA = _oid("1.2.840.113549.1.7.1")
+_ID_SIGNED_DATA = _oid("1.2.840.113549.1.7.2")
+_ID_ENVELOPED_DATA = _oid("1.2.840.113549.1.7.3")
+_ATTRIBUTE_OIDS = {
+    name: _oid(dotted)
+    for name, dotted in (
+        ("contentType", "1.2.840.113549.1.9.3"),
+        ("messageDigest", "1.2.840.113549.1.9.4"),
+        ("signingTime", "1.2.840.113549.1.9.5"),
+        ("messageType", str(OID_MESSAGE_TYPE)),
+        ("pkiStatus", str(OID_PKI_STATUS)),
+        ("failInfo", str(OID_FAIL_INFO)),
+        ("senderNonce", str(OID_SENDER_NONCE)),
+        ("recipientNonce", str(OID_RECIPIENT_NONCE)),
+        ("transactionID", str(OID_TRANSACTION_ID)),
+    )
+}
+
+
+def _der(certificate: x509.Certificate) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return certificate.public_bytes(Encoding.DER)
+
+
+def _issuer_and_serial(certificate: x509.Certificate) -> bytes:
+    return _tlv(0x30, _name_der(certificate.issuer) + _integer(certificate.serial_number))
+
+
+def _content_info(kind: bytes, content: bytes) -> bytes:
+    return _tlv(0x30, kind + _tlv(0xA0, content))
 
 
 def degenerate_certificates(certificates: list[x509.Certificate]) -> bytes:
     """A certs-only SignedData (RFC 8894 §3.4) in DER (the certificate SET sorted).
 
-    Assembled around each certificate's own DER: a decode/re-encode round trip must never touch
-    a signed certificate's bytes. Order is not preserved, so a CertRep carries only the issued
-    certificate (clients take the first one as theirs; the chain comes from GetCACert).
+    Order is not preserved, so a CertRep carries only the issued certificate (clients take the
+    first one as theirs; the chain comes from GetCACert).
     """
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    certs = b"".join(sorted(c.public_bytes(Encoding.DER) for c in certificates))
+    certs = b"".join(sorted(_der(c) for c in certificates))
     signed = _tlv(
         0x30,
-        _tlv(0x02, b"\x01")  # version 1
+        _integer(1)
         + _tlv(0x31, b"")  # no digest algorithms
-        + _tlv(0x30, bytes(der_encoder.encode(rfc5652.id_data)))  # encapContentInfo: data
+        + _tlv(0x30, _ID_DATA)  # encapContentInfo: data, no content
         + _tlv(0xA0, certs)  # [0] IMPLICIT CertificateSet
         + _tlv(0x31, b""),  # no signers
     )
-    return _tlv(0x30, bytes(der_encoder.encode(rfc5652.id_signedData)) + _tlv(0xA0, signed))
-
-
-def _content_info(kind: univ.ObjectIdentifier, content: Any) -> bytes:
-    info = rfc5652.ContentInfo()
-    info["contentType"] = kind
-    info["content"] = der_encoder.encode(content)
-    return bytes(der_encoder.encode(info))
+    return _content_info(_ID_SIGNED_DATA, signed)
 
 
 def _envelope(plain: bytes, recipient: x509.Certificate, cipher_oid: str) -> bytes:
@@ -494,18 +530,24 @@ def _envelope(plain: bytes, recipient: x509.Certificate, cipher_oid: str) -> byt
     padder = padding.PKCS7(block).padder()
     encryptor = cipher.encryptor()
     ciphertext = encryptor.update(padder.update(plain) + padder.finalize()) + encryptor.finalize()
-    envelope = rfc5652.EnvelopedData()
-    envelope["version"] = 0
-    ktri = envelope["recipientInfos"][0]["ktri"]
-    ktri["version"] = 0
-    ktri["rid"]["issuerAndSerialNumber"] = _issuer_and_serial(recipient)
-    ktri["keyEncryptionAlgorithm"] = _algorithm(OID_RSA, univ.Null(""))
-    ktri["encryptedKey"] = public.encrypt(key, asym_padding.PKCS1v15())
-    eci = envelope["encryptedContentInfo"]
-    eci["contentType"] = rfc5652.id_data
-    eci["contentEncryptionAlgorithm"] = _algorithm(cipher_oid, univ.OctetString(iv))
-    eci["encryptedContent"] = ciphertext
-    return _content_info(rfc5652.id_envelopedData, envelope)
+    ktri = _tlv(
+        0x30,
+        _integer(0)
+        + _issuer_and_serial(recipient)
+        + _algorithm_der(OID_RSA, _NULL)
+        + _tlv(0x04, public.encrypt(key, asym_padding.PKCS1v15())),
+    )
+    encrypted = _tlv(
+        0x30,
+        _ID_DATA
+        + _algorithm_der(cipher_oid, _tlv(0x04, iv))
+        + _tlv(0x80, ciphertext),  # [0] IMPLICIT OCTET STRING, primitive
+    )
+    return _content_info(_ID_ENVELOPED_DATA, _tlv(0x30, _integer(0) + _tlv(0x31, ktri) + encrypted))
+
+
+def _attribute(name: str, value: bytes) -> bytes:
+    return _tlv(0x30, _ATTRIBUTE_OIDS[name] + _tlv(0x31, value))
 
 
 def build_cert_rep(
@@ -522,7 +564,9 @@ def build_cert_rep(
     cipher_oid: str = "2.16.840.1.101.3.4.1.42",
 ) -> bytes:
     """A CertRep (RFC 8894 §3.3.2) signed by the RA; on SUCCESS the certificates are
-    enveloped to ``recipient`` (the requester's signer certificate), leaf first."""
+    enveloped to ``recipient`` (the requester's signer certificate)."""
+    from datetime import UTC, datetime
+
     digest_cls = _DIGESTS.get(digest_oid) or hashes.SHA256
     digest_oid = _DIGEST_OIDS[digest_cls.name]
     content = b""
@@ -531,37 +575,39 @@ def build_cert_rep(
         content = _envelope(degenerate_certificates(issued), recipient, cipher_oid)
     hasher = hashes.Hash(digest_cls())
     hasher.update(content)
-    from datetime import UTC, datetime
-
-    attrs = rfc5652.SignedAttributes()
-    values: list[Any] = [
-        _attribute(rfc5652.id_contentType, rfc5652.id_data),
-        _attribute(OID_SIGNING_TIME, useful.UTCTime(datetime.now(UTC).strftime("%y%m%d%H%M%SZ"))),
-        _attribute(rfc5652.id_messageDigest, univ.OctetString(hasher.finalize())),
-        _attribute(OID_MESSAGE_TYPE, PrintableString(MessageType.CERT_REP)),
-        _attribute(OID_PKI_STATUS, PrintableString(status)),
-        _attribute(OID_TRANSACTION_ID, PrintableString(transaction_id)),
-        _attribute(OID_RECIPIENT_NONCE, univ.OctetString(recipient_nonce)),
-        _attribute(OID_SENDER_NONCE, univ.OctetString(os.urandom(16))),
+    printable = transaction_id.encode("ascii", "replace")
+    attributes = [
+        _attribute("contentType", _ID_DATA),
+        _attribute("signingTime", _tlv(0x17, datetime.now(UTC).strftime("%y%m%d%H%M%SZ").encode())),
+        _attribute("messageDigest", _tlv(0x04, hasher.finalize())),
+        _attribute("messageType", _tlv(0x13, MessageType.CERT_REP.encode())),
+        _attribute("pkiStatus", _tlv(0x13, status.encode())),
+        _attribute("transactionID", _tlv(0x13, printable)),
+        _attribute("recipientNonce", _tlv(0x04, recipient_nonce)),
+        _attribute("senderNonce", _tlv(0x04, os.urandom(16))),
     ]
     if status == PkiStatus.FAILURE:
-        values.append(_attribute(OID_FAIL_INFO, PrintableString(fail_info or FailInfo.BAD_REQUEST)))
-    for index, attribute in enumerate(values):
-        attrs[index] = attribute
-    signature = ra_key.sign(bytes(der_encoder.encode(attrs)), asym_padding.PKCS1v15(), digest_cls())
-    signed = rfc5652.SignedData()
-    signed["version"] = 1
-    signed["digestAlgorithms"][0] = _algorithm(digest_oid)
-    signed["encapContentInfo"]["eContentType"] = rfc5652.id_data
-    if content:
-        signed["encapContentInfo"]["eContent"] = content
-    signed["certificates"][0]["certificate"] = _cert_asn1(ra_certificate)
-    signer_info = signed["signerInfos"][0]
-    signer_info["version"] = 1
-    signer_info["sid"]["issuerAndSerialNumber"] = _issuer_and_serial(ra_certificate)
-    signer_info["digestAlgorithm"] = _algorithm(digest_oid)
-    for index, attribute in enumerate(attrs):
-        signer_info["signedAttrs"][index] = attribute
-    signer_info["signatureAlgorithm"] = _algorithm(OID_RSA, univ.Null(""))
-    signer_info["signature"] = signature
-    return _content_info(rfc5652.id_signedData, signed)
+        code = (fail_info or FailInfo.BAD_REQUEST).encode()
+        attributes.append(_attribute("failInfo", _tlv(0x13, code)))
+    attrs = b"".join(sorted(attributes))  # DER: a SET OF is sorted by encoding
+    signature = ra_key.sign(_tlv(0x31, attrs), asym_padding.PKCS1v15(), digest_cls())
+    digest_algorithm = _algorithm_der(digest_oid)
+    signer_info = _tlv(
+        0x30,
+        _integer(1)
+        + _issuer_and_serial(ra_certificate)
+        + digest_algorithm
+        + _tlv(0xA0, attrs)  # [0] IMPLICIT SignedAttributes
+        + _algorithm_der(OID_RSA, _NULL)
+        + _tlv(0x04, signature),
+    )
+    encap = _ID_DATA + (_tlv(0xA0, _tlv(0x04, content)) if content else b"")
+    signed = _tlv(
+        0x30,
+        _integer(1)
+        + _tlv(0x31, digest_algorithm)
+        + _tlv(0x30, encap)
+        + _tlv(0xA0, _der(ra_certificate))
+        + _tlv(0x31, signer_info),
+    )
+    return _content_info(_ID_SIGNED_DATA, signed)
