@@ -107,8 +107,12 @@ class Device:
         digest_oid: str = SHA256,
         tamper_signature: bool = False,
         omit: str = "",
+        raw: dict[str, bytes] | None = None,
     ) -> bytes:
-        """A signed PKIMessage around ``content`` (an EnvelopedData ContentInfo)."""
+        """A signed PKIMessage around ``content`` (an EnvelopedData ContentInfo).
+
+        ``raw`` replaces attribute values (by OID) with the given encodings, for hostile tests.
+        """
         assert self.signer is not None
         digest_cls = {SHA256: hashes.SHA256, "1.3.14.3.2.26": hashes.SHA1,
                       "2.16.840.1.101.3.4.2.3": hashes.SHA512}[digest_oid]  # fmt: skip
@@ -124,6 +128,8 @@ class Device:
         attrs = rfc5652.SignedAttributes()
         for index, (oid, value) in enumerate(v for v in values.items() if v[0] != omit):
             attrs[index] = _attr(oid, value)
+            if raw and oid in raw:  # a hostile value, already encoded
+                attrs[index]["attrValues"][0] = univ.Any(raw[oid])
         signature = self.key.sign(encoder.encode(attrs), padding.PKCS1v15(), digest_cls())
         if tamper_signature:
             signature = bytes([signature[0] ^ 1]) + signature[1:]

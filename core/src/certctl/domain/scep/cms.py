@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyasn1.codec.ber import decoder as ber_decoder
 from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.error import PyAsn1Error
-from pyasn1.type import namedtype, tag, univ
+from pyasn1.type import char, namedtype, tag, univ
 from pyasn1_modules import rfc5652
 
 __all__ = [
@@ -123,6 +123,7 @@ _ECDSA_SIGNATURES = {"1.2.840.10045.2.1", "1.2.840.10045.4.1", "1.2.840.10045.4.
                      "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4"}  # fmt: skip
 
 DES_CBC = "1.3.14.3.2.7"
+AES_256_CBC = "2.16.840.1.101.3.4.1.42"
 DES_EDE3_CBC = "1.2.840.113549.3.7"
 AES_CBC = {
     "2.16.840.1.101.3.4.1.2": 16,
@@ -174,10 +175,14 @@ class PkiRequest:
     """The signed content: an EnvelopedData ContentInfo (DER or BER)."""
 
 
+_DECODE_ERRORS = (PyAsn1Error, ValueError, TypeError, IndexError, KeyError, RecursionError)
+"""What pyasn1 raises on hostile input (deep nesting included)."""
+
+
 def _decode(data: bytes, spec: Any, what: str) -> Any:
     try:
         value, rest = ber_decoder.decode(data, asn1Spec=spec)
-    except (PyAsn1Error, ValueError, TypeError, IndexError, KeyError) as exc:
+    except _DECODE_ERRORS as exc:
         raise ScepMalformed(f"{what} is not valid ASN.1: {_short(exc)}") from None
     if rest:
         raise ScepMalformed(f"{what} has trailing bytes")
@@ -189,13 +194,27 @@ def _short(exc: Exception) -> str:
     return text[:200]
 
 
+def _octets(attribute: Any) -> bytes:
+    value = _attribute_value(attribute)
+    if not isinstance(value, univ.OctetString):
+        raise ScepMalformed(f"attribute {attribute['attrType']} must be an OCTET STRING")
+    return bytes(value)
+
+
+def _text(attribute: Any) -> str:
+    value = _attribute_value(attribute)
+    if not isinstance(value, char.AbstractCharacterString):
+        raise ScepMalformed(f"attribute {attribute['attrType']} must be a string")
+    return str(value)
+
+
 def _attribute_value(attribute: Any) -> Any:
     values = attribute["attrValues"]
     if len(values) != 1:
         raise ScepMalformed(f"attribute {attribute['attrType']} must have exactly one value")
     try:
         value, rest = ber_decoder.decode(bytes(values[0]))
-    except (PyAsn1Error, ValueError, TypeError) as exc:
+    except _DECODE_ERRORS as exc:
         raise ScepMalformed(f"attribute {attribute['attrType']}: {_short(exc)}") from None
     if rest:
         raise ScepMalformed(f"attribute {attribute['attrType']} has trailing bytes")
@@ -297,9 +316,9 @@ def parse_request(der: bytes) -> PkiRequest:
     kind = attributes.get(str(OID_MESSAGE_TYPE))
     if transaction is None or nonce is None or kind is None:
         raise ScepMalformed("transactionID, senderNonce and messageType are required")
-    transaction_id = str(_attribute_value(transaction))
-    sender_nonce = bytes(_attribute_value(nonce))
-    message_type = str(_attribute_value(kind))
+    transaction_id = _text(transaction)
+    sender_nonce = _octets(nonce)
+    message_type = _text(kind)
     if not transaction_id or len(transaction_id) > 128 or not transaction_id.isprintable():
         raise ScepMalformed("the transactionID must be 1 to 128 printable characters")
     if len(sender_nonce) != 16:
@@ -322,7 +341,11 @@ def parse_request(der: bytes) -> PkiRequest:
         raise Rejected(request, FailInfo.BAD_MESSAGE_CHECK, "no messageDigest attribute")
     hasher = hashes.Hash(digest_cls())
     hasher.update(content)
-    if bytes(_attribute_value(digest_attr)) != hasher.finalize():
+    try:
+        claimed = _octets(digest_attr)
+    except ScepMalformed as exc:
+        raise Rejected(request, FailInfo.BAD_MESSAGE_CHECK, str(exc)) from None
+    if claimed != hasher.finalize():
         raise Rejected(request, FailInfo.BAD_MESSAGE_CHECK, "messageDigest does not match")
     try:
         _verify(
@@ -418,7 +441,7 @@ def open_envelope(
         iv, _rest = ber_decoder.decode(
             bytes(eci["contentEncryptionAlgorithm"]["parameters"]), asn1Spec=univ.OctetString()
         )
-    except (PyAsn1Error, ValueError, TypeError):
+    except _DECODE_ERRORS:
         raise ScepFailure(FailInfo.BAD_MESSAGE_CHECK, "the cipher IV is malformed") from None
     cipher = _cipher_for(oid, cek, bytes(iv), allow_single_des=allow_single_des)
     ciphertext = bytes(eci["encryptedContent"])
@@ -561,7 +584,7 @@ def build_cert_rep(
     digest_oid: str,
     fail_info: str | None = None,
     issued: list[x509.Certificate] | None = None,
-    cipher_oid: str = "2.16.840.1.101.3.4.1.42",
+    cipher_oid: str = AES_256_CBC,
 ) -> bytes:
     """A CertRep (RFC 8894 §3.3.2) signed by the RA; on SUCCESS the certificates are
     enveloped to ``recipient`` (the requester's signer certificate)."""

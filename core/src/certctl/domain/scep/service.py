@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -198,8 +199,10 @@ class ScepService:
         issued: list[x509.Certificate] | None = None,
         cipher_oid: str | None = None,
     ) -> bytes:
-        if cipher_oid is None or cipher_oid == cms.DES_CBC:
-            cipher_oid = cms.DES_EDE3_CBC if cipher_oid == cms.DES_CBC else next(iter(cms.AES_CBC))
+        if cipher_oid is None:
+            cipher_oid = cms.AES_256_CBC
+        elif cipher_oid == cms.DES_CBC:
+            cipher_oid = cms.DES_EDE3_CBC  # a single-DES client decrypts 3DES too
         try:
             return cms.build_cert_rep(
                 status=status,
@@ -240,7 +243,7 @@ class ScepService:
         try:
             csr = x509.load_der_x509_csr(plain)
             valid = csr.is_signature_valid
-        except ValueError:
+        except (ValueError, UnsupportedAlgorithm):
             raise ScepFailure(
                 FailInfo.BAD_REQUEST, "the envelope does not hold a PKCS#10 CSR"
             ) from None
