@@ -173,3 +173,29 @@ async def test_renewal_needs_a_current_certificate_of_this_profile(scep_app, kit
     csr = kit.make_csr(new_key, "device-1", challenge=None)
     reply = await app.enrol(again, again.message(again.envelope(csr, app.ra), "17"))
     assert (reply.status, reply.fail_info) == ("2", "4")
+
+
+async def test_legacy_profile_at_scep_and_cgi_bin(app_factory, admin_headers, ra_files, kit):
+    """The un-named profile (CERTCTL_SCEP_PROFILE_ID) answers at /scep and the NDES path."""
+    from certctl.domain.scep.settings import ScepProfileSettings, ScepSettings
+
+    cert, key, ra, _ = ra_files
+    legacy = ScepProfileSettings(name="", profile_id="legacy-scep", challenge_password=kit.CHALLENGE,
+                                 ra_cert_path=str(cert), ra_key_path=str(key))  # fmt: skip
+    client = await app_factory(
+        background=True, rate_limit_enabled=False,
+        scep=ScepSettings(enabled=True, profiles=(legacy,), issuance_wait_seconds=5),
+    )  # fmt: skip
+    r = await client.post("/api/v1/issuers", json={"name": "ca", "type": "local", "config": {}},
+                          headers=admin_headers)  # fmt: skip
+    r = await client.post("/api/v1/profiles", headers=admin_headers,
+                          json={"name": "legacy-scep", "issuer_id": r.json()["id"]})  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert "Renewal" in (await client.get("/scep?operation=GetCACaps")).text
+    device = kit.Device()
+    r = await client.post(
+        "/cgi-bin/pkiclient.exe?operation=PKIOperation", content=device.pkcs_req(ra)
+    )
+    assert r.status_code == 200
+    assert kit.read_cert_rep(r.content, device, ra).status == "0"
+    assert (await client.get("/scep/devices?operation=GetCACaps")).status_code == 404
