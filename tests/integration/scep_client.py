@@ -20,7 +20,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
@@ -38,7 +38,7 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def self_signed(key: rsa.RSAPrivateKey, cn: str = "SCEP SIGNER") -> x509.Certificate:
+def self_signed(key: Any, cn: str = "SCEP SIGNER") -> x509.Certificate:
     now = datetime.now(UTC)
     return (
         x509.CertificateBuilder()
@@ -52,7 +52,7 @@ def self_signed(key: rsa.RSAPrivateKey, cn: str = "SCEP SIGNER") -> x509.Certifi
     )
 
 
-def make_csr(key: rsa.RSAPrivateKey, cn: str, challenge: str | None = CHALLENGE) -> bytes:
+def make_csr(key: Any, cn: str, challenge: str | None = CHALLENGE) -> bytes:
     builder = x509.CertificateSigningRequestBuilder().subject_name(_name(cn))
     if challenge is not None:
         builder = builder.add_attribute(
@@ -77,7 +77,7 @@ def _cert_value(certificate: x509.Certificate) -> Any:
 class Device:
     """A SCEP client: an RSA key, the certificate it signs with, and its transactionID."""
 
-    key: rsa.RSAPrivateKey = field(
+    key: Any = field(
         default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
     signer: x509.Certificate | None = None
@@ -130,7 +130,12 @@ class Device:
             attrs[index] = _attr(oid, value)
             if raw and oid in raw:  # a hostile value, already encoded
                 attrs[index]["attrValues"][0] = univ.Any(raw[oid])
-        signature = self.key.sign(encoder.encode(attrs), padding.PKCS1v15(), digest_cls())
+        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+            signature = self.key.sign(encoder.encode(attrs), ec.ECDSA(digest_cls()))
+            signature_oid = "1.2.840.10045.4.3.2"
+        else:
+            signature = self.key.sign(encoder.encode(attrs), padding.PKCS1v15(), digest_cls())
+            signature_oid = "1.2.840.113549.1.1.1"
         if tamper_signature:
             signature = bytes([signature[0] ^ 1]) + signature[1:]
         signed = rfc5652.SignedData()
@@ -152,7 +157,7 @@ class Device:
         for index, attribute in enumerate(attrs):
             info["signedAttrs"][index] = attribute
         sig_alg = rfc5280.AlgorithmIdentifier()
-        sig_alg["algorithm"] = univ.ObjectIdentifier("1.2.840.113549.1.1.1")
+        sig_alg["algorithm"] = univ.ObjectIdentifier(signature_oid)
         info["signatureAlgorithm"] = sig_alg
         info["signature"] = signature
         outer = rfc5652.ContentInfo()

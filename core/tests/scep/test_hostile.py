@@ -107,3 +107,14 @@ async def test_single_des_is_refused_unless_allowed(scep_app, kit, tmp_path):
     allowing = await scep_app(scep={"allow_single_des": True})
     reply = await allowing.enrol(device, device.message(envelope))
     assert reply.status == "0"
+
+
+async def test_an_ecdsa_signer_is_refused_before_issuance(scep_app, kit):
+    """The certificate would travel encrypted to the signer, which needs an RSA key."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    app = await scep_app(background=False)
+    device = kit.Device(key=ec.generate_private_key(ec.SECP256R1()))
+    reply = await app.enrol(device)
+    assert (reply.status, reply.fail_info) == ("2", "0")
+    await _nothing_written(app)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -238,6 +239,9 @@ class ScepService:
             endpoint.ra.key,
             allow_single_des=self.settings.allow_single_des,
         )
+        if not isinstance(request.signer.public_key(), rsa.RSAPublicKey):
+            # The certificate travels encrypted to the signer: refuse before issuing anything.
+            raise ScepFailure(FailInfo.BAD_ALG, "the signer certificate must have an RSA key")
         if kind == MessageType.CERT_POLL:
             return await self._poll(endpoint, request, cipher_oid)
         try:
