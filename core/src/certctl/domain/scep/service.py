@@ -35,7 +35,7 @@ from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import Actor
 from certctl.domain.certificates.service import create_from_csr
 from certctl.domain.certificates.waiting import IssuanceOutcome, await_issuance
-from certctl.domain.scep import cms
+from certctl.domain.scep import certrep, cms
 from certctl.domain.scep.challenge import ChallengeResult, check_challenge
 from certctl.domain.scep.cms import FailInfo, MessageType, PkiStatus, ScepFailure
 from certctl.domain.scep.intune import IntuneVerifier
@@ -163,7 +163,7 @@ class ScepService:
         if _der(chain[0]) == _der(ra) and len(chain) == 1:
             return _der(ra), "application/x-x509-ca-cert"
         certificates = [c for c in chain if _der(c) != _der(ra)] + [ra]
-        return cms.degenerate_certificates(certificates), "application/x-x509-ca-ra-cert"
+        return certrep.degenerate_certificates(certificates), "application/x-x509-ca-ra-cert"
 
     # --- PKIOperation --------------------------------------------------------------------------
 
@@ -205,7 +205,7 @@ class ScepService:
         elif cipher_oid == cms.DES_CBC:
             cipher_oid = cms.DES_EDE3_CBC  # a single-DES client decrypts 3DES too
         try:
-            return cms.build_cert_rep(
+            return certrep.build_cert_rep(
                 status=status,
                 transaction_id=request.transaction_id,
                 recipient_nonce=request.sender_nonce,
@@ -218,7 +218,7 @@ class ScepService:
                 cipher_oid=cipher_oid,
             )
         except ScepFailure as exc:  # e.g. the certificate cannot be encrypted to the signer
-            return cms.build_cert_rep(
+            return certrep.build_cert_rep(
                 status=PkiStatus.FAILURE,
                 transaction_id=request.transaction_id,
                 recipient_nonce=request.sender_nonce,
