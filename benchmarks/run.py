@@ -11,6 +11,7 @@ Prints, for SQLite and PostgreSQL:
   * p50/p99 of authenticating a request by API key, session cookie and OIDC callback
     (``benchmarks/auth.py``);
   * EST simpleenroll requests per second, anonymous and with HTTP Basic (``benchmarks/est.py``);
+  * SCEP PKIOperations per second, issued and resent (``benchmarks/scep.py``);
   * server start time (``certctl serve`` until ``/health`` answers over HTTPS) and app start
     time (factory + migrations + plugin loading).
 
@@ -42,6 +43,7 @@ import est
 import httpx
 import lifecycle
 import pki
+import scep
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -461,10 +463,11 @@ def main() -> None:
     parser.add_argument("--due", type=int, default=100_000, help="of which due for renewal")
     parser.add_argument("--replica-jobs", type=int, default=5000, help="jobs per replica run")
     parser.add_argument("--auth-requests", type=int, default=20_000, help="timed authentications")
+    parser.add_argument("--scep-requests", type=int, default=300, help="SCEP enrolments")
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas,auth,est",
+        help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas,auth,est,scep",
     )
     parser.add_argument("--est-enrollments", type=int, default=500, help="EST simpleenroll CSRs")
     parser.add_argument("--est-concurrency", type=int, default=16)
@@ -472,7 +475,18 @@ def main() -> None:
     # As `certctl serve` does: no per-request client lines or per-plugin migration chatter.
     for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    sections = {"issuance", "list", "start", "ocsp", "crl", "scan", "replicas", "auth", "est"}
+    sections = {
+        "issuance",
+        "list",
+        "start",
+        "ocsp",
+        "crl",
+        "scan",
+        "replicas",
+        "auth",
+        "est",
+        "scep",
+    }
     only = set(filter(None, args.only.split(","))) or sections
 
     ceiling = bare_ceiling()
@@ -576,6 +590,7 @@ def main() -> None:
                 ocsp_concurrency=args.ocsp_concurrency,
                 crl_entries=args.crl_entries,
             )
+            scep.run(name, url, base, only=only, requests=args.scep_requests)
         finally:
             for db in dbs:
                 assert admin is not None

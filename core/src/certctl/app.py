@@ -39,6 +39,9 @@ from certctl.domain.pki.controller import CaCertificateController
 from certctl.domain.profiles.controller import ProfileController
 from certctl.domain.renewal_policies.controller import RenewalPolicyController
 from certctl.domain.revocation.controller import CrlController, RevocationController
+from certctl.domain.scep.admin_controller import ScepAdminController
+from certctl.domain.scep.controller import scep_handlers
+from certctl.domain.scep.service import ScepService
 from certctl.domain.scheduler.controller import SchedulerController
 from certctl.domain.sessions.controller import LogoutController, SessionsController
 from certctl.domain.sso.admin_controller import SsoAdminController
@@ -116,6 +119,9 @@ def create_app(
             # EST server (RFC 7030)
             EstController,
             EstAdminController,
+            # SCEP server (RFC 8894)
+            *scep_handlers(),
+            ScepAdminController,
         ],
         dependencies=DEPENDENCIES,
         guards=[authorize],
@@ -135,6 +141,7 @@ def create_app(
     app.state.acme = acme
     app.state.est = EstService(runtime)
     app.state.ocsp = responder_service(runtime)
+    app.state.scep = ScepService(runtime)
     # OCSP requests are answered ahead of routing and middleware (see domain/ocsp/asgi.py).
     app.asgi_handler = OcspFastPath(app.asgi_handler, app.state.ocsp)
     return app

@@ -17,6 +17,7 @@ import msgspec
 
 from certctl.domain.acme.addresses import parse_resolver
 from certctl.domain.est.settings import EstSettings, parse_est_settings
+from certctl.domain.scep.settings import ScepSettings
 
 __all__ = ["NamedApiKey", "Settings", "SettingsError", "parse_named_api_keys"]
 
@@ -404,6 +405,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     acme_failed_validations_per_hour_per_account: int = 60
     est: EstSettings = msgspec.field(default_factory=EstSettings)
     """The EST server (domain/est): ``CERTCTL_EST_*``."""
+    scep: ScepSettings = ScepSettings()
+    """The SCEP server (domain/scep): ``CERTCTL_SCEP_*``."""
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -589,6 +592,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 e, "CERTCTL_ACME_SERVER_FAILED_VALIDATIONS_PER_HOUR", 60, minimum=1
             ),
             "est": parse_est_settings(e),
+            "scep": ScepSettings.from_env(e),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):

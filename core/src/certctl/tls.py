@@ -95,4 +95,5 @@ def client_trust_bundles(settings: Settings) -> tuple[Path, ...]:
     Non-empty turns on client-certificate requests at the listener (see certctl.listener_tls).
     """
     bundles: list[Path] = [*settings.est.mtls_trust_bundles]
+    bundles += [Path(p.mtls_trust_bundle_path) for p in settings.scep.mtls_profiles()]
     return tuple(dict.fromkeys(bundles))

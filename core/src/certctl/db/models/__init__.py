@@ -29,6 +29,7 @@ from certctl.db.models.ratelimit import RateLimitBucket  # guard (issue 4)
 from certctl.db.models.rbac import AuthGeneration, Permission, Role, RoleGrant, RolePermission
 from certctl.db.models.renewal_policy import RenewalPolicy
 from certctl.db.models.revocation import CertificateRevocation, CrlState
+from certctl.db.models.scep import ScepChallenge, ScepTransaction
 from certctl.db.models.scheduler import SchedulerLease, SchedulerLoopRun, SchedulerReplica
 
 # sessions and federated users
@@ -74,6 +75,8 @@ __all__ = [
     "Role",
     "RoleGrant",
     "RolePermission",
+    "ScepChallenge",
+    "ScepTransaction",
     "SchedulerLease",
     "SchedulerLoopRun",
     "SchedulerReplica",

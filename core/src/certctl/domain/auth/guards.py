@@ -89,6 +89,16 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "/.well-known/est-mtls/{label}/simplereenroll",
         "/.well-known/est-mtls/{label}/csrattrs",
         "/.well-known/est-mtls/{label}/serverkeygen",
+        # SCEP server: challenge password, renewed certificate or client certificate (domain/scep)
+        "/scep",
+        "/scep/pkiclient.exe",
+        "/cgi-bin/pkiclient.exe",
+        "/scep/{profile}",
+        "/scep/{profile}/pkiclient.exe",
+        "/scep-mtls",
+        "/scep-mtls/pkiclient.exe",
+        "/scep-mtls/{profile}",
+        "/scep-mtls/{profile}/pkiclient.exe",
     }
 )
 """Paths answered without credentials (``/schema`` covers the OpenAPI document and its UIs).
