@@ -101,7 +101,13 @@ class Runtime:
         from certctl.domain.audit.verify import ChainVerifier
 
         self.audit_chain = ChainVerifier(self.engine)
-        self.connectors = ConnectorService(self.host.registry, self.sessions, self.box, self.http)
+        # CA key stores: file always, a PKCS#11 token when configured (SettingsError if broken).
+        from certctl.domain.hierarchy.keystores import KeyStores
+
+        self.key_stores = KeyStores(self.box, settings.pkcs11)
+        self.connectors = ConnectorService(
+            self.host.registry, self.sessions, self.box, self.http, self.key_stores
+        )
         self.worker = Worker(self)
         self.role = role
         self.scheduler: Scheduler | None = None
@@ -143,3 +149,4 @@ class Runtime:
         await self.connectors.aclose()
         await self.http.aclose()
         await self.engine.dispose()
+        self.key_stores.close()

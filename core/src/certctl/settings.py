@@ -16,6 +16,7 @@ from typing import Literal
 import msgspec
 
 from certctl.domain.acme.addresses import parse_resolver
+from certctl.lib.pkcs11_settings import Pkcs11Settings
 
 __all__ = ["NamedApiKey", "Settings", "SettingsError", "parse_named_api_keys"]
 
@@ -401,6 +402,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     acme_orders_per_hour_per_ip: int = 1000
     acme_pending_orders_per_account: int = 100
     acme_failed_validations_per_hour_per_account: int = 60
+    pkcs11: Pkcs11Settings | None = None
+    """The PKCS#11 token CA keys may live in (``CERTCTL_PKCS11_*``, lib/pkcs11_settings.py)."""
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -585,6 +588,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "acme_failed_validations_per_hour_per_account": _int(
                 e, "CERTCTL_ACME_SERVER_FAILED_VALIDATIONS_PER_HOUR", 60, minimum=1
             ),
+            "pkcs11": Pkcs11Settings.from_env(e),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):
