@@ -15,6 +15,7 @@ import pkcs11
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.verification import PolicyBuilder, Store
 from sqlalchemy import select, text
@@ -218,7 +219,7 @@ async def test_a_three_level_tree_signs_everything_in_the_token(
     )  # fmt: skip
     assert done.returncode == 0 and "verify OK" in done.stderr + done.stdout, done.stderr
 
-    # OCSP: the responder certificate is signed in the token; openssl verifies the answers.
+    # OCSP: signed in the token by the issuing CA; openssl verifies the answers.
     await responder_service(client.runtime).refresh_all()
     ca_file = _write(tmp_path / "chain.pem", root, inter_cert, issuing_cert)
     for leaf, status, word in (
@@ -234,8 +235,15 @@ async def test_a_three_level_tree_signs_everything_in_the_token(
         answer = ocsp.load_der_ocsp_response(r.content)
         assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
         assert answer.certificate_status == status
-        [responder] = answer.certificates
-        responder.verify_directly_issued_by(issuing_cert)
+        # The issuing CA answers itself, through the token: no responder key exists anywhere.
+        assert answer.certificates == []
+        assert answer.responder_key_hash == (
+            x509.SubjectKeyIdentifier.from_public_key(issuing_cert.public_key()).digest
+        )
+        assert answer.signature_hash_algorithm.name == "sha384"
+        issuing_cert.public_key().verify(
+            answer.signature, answer.tbs_response_bytes, ec.ECDSA(hashes.SHA384())
+        )
         (tmp_path / "resp.der").write_bytes(r.content)
         leaf_file = _write(tmp_path / f"{word}.pem", leaf)
         done = _openssl(
@@ -268,6 +276,8 @@ async def test_a_three_level_tree_signs_everything_in_the_token(
         assert all(r.private_key_enc is None for r in rows)
     dump = await _all_rows(client)
     assert "PRIVATE KEY" not in dump
+    async with client.runtime.sessions() as session:  # nor a delegated responder's key
+        assert (await session.scalar(text("SELECT count(*) FROM ocsp_responders"))) == 0
     assert inter["key_driver_id"] in dump  # the dump did read the rows
 
 
@@ -323,7 +333,15 @@ async def test_a_deleted_or_replaced_token_key_fails_clearly_without_half_writte
     assert "missing from token" in jobs.text, jobs.text
     r = await client.get(f"/.well-known/pki/crl/{issuer}")
     assert r.status_code == 503 and "missing from token" in r.text, r.text
-    assert leaf.serial_number  # issued before the key went
+    # OCSP answers "try later" (RFC 6960 tryLater) rather than signing with anything else.
+    request = ocsp.OCSPRequestBuilder().add_certificate(leaf, _cert(parent), hashes.SHA256())
+    r = await client.post(
+        f"/.well-known/pki/ocsp/{issuer}",
+        content=request.build().public_bytes(serialization.Encoding.DER),
+        headers={"Content-Type": "application/ocsp-request"},
+    )
+    answer = ocsp.load_der_ocsp_response(r.content)
+    assert answer.response_status == ocsp.OCSPResponseStatus.TRY_LATER
 
 
 async def test_pkcs11_is_refused_when_no_token_is_configured(client, admin_headers):
