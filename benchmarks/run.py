@@ -462,13 +462,13 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas,auth",
+        help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas,auth,token",
     )
     args = parser.parse_args()
     # As `certctl serve` does: no per-request client lines or per-plugin migration chatter.
     for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    sections = {"issuance", "list", "start", "ocsp", "crl", "scan", "replicas", "auth"}
+    sections = {"issuance", "list", "start", "ocsp", "crl", "scan", "replicas", "auth", "token"}
     only = set(filter(None, args.only.split(","))) or sections
 
     ceiling = bare_ceiling()
