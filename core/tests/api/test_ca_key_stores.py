@@ -323,8 +323,8 @@ async def test_a_deleted_or_replaced_token_key_fails_clearly_without_half_writte
     )
     listed = await client.get(f"/api/v1/issuers/{issuer}/intermediates", headers=admin_headers)
     assert [row["id"] for row in listed.json()] == [parent["id"]]
-    # A fresh issuer instance (as after a restart) asks the token again.
-    client.runtime.connectors._live.clear()
+    # A restarted server (a fresh issuer instance on the same database) asks the token again.
+    client = await app_factory(pkcs11=token)
     refused = await _order(client, admin_headers, issuer, "late.example.test")
     assert refused["status"] != "active", refused
     jobs = await client.get(
