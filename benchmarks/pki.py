@@ -16,11 +16,18 @@ to end (read + sign by the Local CA + store) and a GET of the CRL.
 Both are repeated for a leaf under a three-level CA hierarchy (root → intermediate → issuing CA,
 chosen as the issuer's issuing CA), to show that the depth of the tree costs nothing per answer:
 the responder and the CRL are signed by the issuing CA alone.
+
+``token`` (with ``softhsm2`` installed) compares CA keys in the file store with keys in a
+SoftHSM2 PKCS#11 token: leaves signed by the Local CA (the issuer's ``issue`` called directly,
+so the figure is the signing path: CSR check, build, sign in the token, re-assemble, verify),
+and OCSP answers to nonce requests (signed every time; by the delegated responder for a file
+CA, by the issuing CA in the token for a token CA) and cached answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import secrets
@@ -41,7 +48,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-__all__ = ["crl_generation", "ocsp_http", "ocsp_in_process", "run"]
+__all__ = ["crl_generation", "ocsp_http", "ocsp_in_process", "run", "token_signing"]
 
 ADMIN = "bench-admin-key-0123456789"
 ENC_KEY = "bench-encryption-key-0123456789-abcdefghijkl"
@@ -429,6 +436,140 @@ async def crl_generation(
         await runtime.stop()
 
 
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+@functools.cache
+def _softhsm_token() -> Any:
+    """A throwaway SoftHSM2 token for this process (Pkcs11Settings); None without softhsm2.
+
+    One per process: SoftHSM reads ``SOFTHSM2_CONF`` once, when the module is first loaded.
+    """
+    from certctl.lib.pkcs11_settings import Pkcs11Settings
+
+    util = shutil.which("softhsm2-util")
+    if util is None or not Path(SOFTHSM_MODULE).exists():
+        return None
+    base = Path(tempfile.mkdtemp(prefix="certctl-bench-softhsm-"))
+    tokens = base / "tokens"
+    tokens.mkdir()
+    conf = base / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    label = f"bench-{secrets.token_hex(4)}"
+    subprocess.run(
+        [util, "--init-token", "--free", "--label", label, "--pin", "1234", "--so-pin", "5678"],
+        check=True,
+        capture_output=True,
+    )
+    return Pkcs11Settings(module=SOFTHSM_MODULE, token_label=label, pin="1234")
+
+
+async def token_signing(
+    database_url: str, data_dir: Path, key_store: str, algorithm: str, count: int
+) -> dict[str, float]:
+    """Leaves/s and OCSP answers/s for a 3-level tree whose CA keys are in ``key_store``."""
+    import msgspec
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from certctl.app import create_app
+    from certctl.db.models import ConnectorInstance
+    from certctl.lib.keys import build_csr
+    from certctl_sdk import IssueRequest, SubjectAltNames
+
+    token = _softhsm_token() if key_store == "pkcs11" else None
+    settings = msgspec.structs.replace(_settings(database_url, data_dir), pkcs11=token)
+    app = create_app(settings, background=False)
+    runtime = app.state.runtime
+    await runtime.start(background=False)
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://bench.local"
+    )
+    try:
+        r = await client.post(
+            "/api/v1/issuers",
+            json={"name": "bench", "type": "local", "config": {}},
+            headers=_HEADERS,
+        )
+        r.raise_for_status()
+        issuer_id = r.json()["id"]
+        parent = None
+        for level in range(1, TREE_DEPTH + 1):
+            r = await client.post(
+                f"/api/v1/issuers/{issuer_id}/intermediates",
+                json={
+                    "name": f"level {level}",
+                    "parent_ca_id": parent,
+                    "key_store": key_store,
+                    "algorithm": algorithm,
+                    "subject": {"common_name": f"bench {key_store} CA {level}"},
+                },
+                headers=_HEADERS,
+            )
+            r.raise_for_status()
+            parent = r.json()["id"]
+        r = await client.put(
+            f"/api/v1/issuers/{issuer_id}/issuing-ca", json={"ca_id": parent}, headers=_HEADERS
+        )
+        r.raise_for_status()
+        async with runtime.sessions() as session:
+            row = await session.get(ConnectorInstance, issuer_id)
+        issuer = runtime.connectors.instance(row)
+        csr = build_csr(
+            ec.generate_private_key(ec.SECP256R1()),
+            "leaf.bench.example",
+            SubjectAltNames(dns=("leaf.bench.example",)),
+        )
+        request = IssueRequest(
+            csr_pem=csr,
+            common_name="leaf.bench.example",
+            sans=SubjectAltNames(dns=("leaf.bench.example",)),
+            validity_seconds=86400,
+        )
+        await issuer.issue(request)  # loads the CA (and the token signer)
+        start = time.perf_counter()
+        for _ in range(count):
+            issued = await issuer.issue(request)
+        leaf_s = count / (time.perf_counter() - start)
+        leaf = x509.load_pem_x509_certificate(issued.certificate_pem.encode())
+        ca = x509.load_pem_x509_certificate(issued.chain_pem[0].encode())
+        # OCSP: the leaf must be one the core knows, so order one through the API.
+        r = await client.post(
+            "/api/v1/certificates",
+            json={"common_name": "ocsp.bench.example", "issuer_id": issuer_id},
+            headers=_HEADERS,
+        )
+        r.raise_for_status()
+        cert_id = r.json()["certificate"]["id"]
+        await runtime.worker.drain()
+        r = await client.get(f"/api/v1/certificates/{cert_id}/export/pem", headers=_HEADERS)
+        r.raise_for_status()
+        leaf = x509.load_pem_x509_certificate(r.json()["certificate_pem"].encode())
+        path = f"/.well-known/pki/ocsp/{issuer_id}"
+        headers = {"Content-Type": "application/ocsp-request"}
+
+        def ocsp_request(nonce: bool) -> bytes:
+            builder = ocsp.OCSPRequestBuilder().add_certificate(leaf, ca, hashes.SHA256())
+            if nonce:
+                builder = builder.add_extension(x509.OCSPNonce(secrets.token_bytes(16)), False)
+            return builder.build().public_bytes(serialization.Encoding.DER)
+
+        figures = {"leaf_per_s": leaf_s}
+        for nonce, label in ((True, "ocsp_nonce_per_s"), (False, "ocsp_cached_per_s")):
+            bodies = [ocsp_request(nonce) for _ in range(count)]
+            r = await client.post(path, content=bodies[0], headers=headers)
+            _check_good(r.content)
+            start = time.perf_counter()
+            for body in bodies:
+                r = await client.post(path, content=body, headers=headers)
+            figures[label] = count / (time.perf_counter() - start)
+            _check_good(r.content)
+        return figures
+    finally:
+        await client.aclose()
+        await runtime.stop()
+
+
 def run(
     name: str,
     url: Any,
@@ -439,8 +580,9 @@ def run(
     ocsp_concurrency: int = 16,
     ocsp_seconds: int = 5,
     crl_entries: int = 100_000,
+    token_count: int = 300,
 ) -> None:
-    """Print the OCSP and CRL figures for one backend; ``url(tag)`` makes a fresh database."""
+    """Print the OCSP, CRL and token figures for one backend; ``url(tag)`` makes a database."""
     if "ocsp" in only:
         for concurrency in (1, ocsp_concurrency):
             rate = asyncio.run(
@@ -478,6 +620,27 @@ def run(
                         f"{rate['per_s']:,.0f} responses/s, p50 {rate['p50_ms']:.2f} ms, "
                         f"p99 {rate['p99_ms']:.2f} ms"
                     )
+    if "token" in only:
+        if shutil.which("softhsm2-util") is None:
+            print("  CA keys in a PKCS#11 token: skipped (install softhsm2)")
+        else:
+            for key_store, algorithm in (
+                ("file", "ECDSA-P256"),
+                ("pkcs11", "ECDSA-P256"),
+                ("file", "RSA-2048"),
+                ("pkcs11", "RSA-2048"),
+            ):
+                tag = f"tok{key_store}{algorithm[:3].lower()}"
+                fig = asyncio.run(
+                    token_signing(url(tag), base / tag, key_store, algorithm, token_count)
+                )
+                where = "SoftHSM2 token" if key_store == "pkcs11" else "file store"
+                print(
+                    f"  {algorithm} tree CA keys in the {where} ({token_count} each, 1 in "
+                    f"flight): {fig['leaf_per_s']:,.0f} leaves signed/s; OCSP with a nonce "
+                    f"(signed each time) {fig['ocsp_nonce_per_s']:,.0f}/s, cached "
+                    f"{fig['ocsp_cached_per_s']:,.0f}/s (httpx over ASGI)"
+                )
     if "crl" in only:
         for depth, where in ((0, ""), (TREE_DEPTH, " from the issuing CA of a 3-level tree")):
             crl = asyncio.run(
@@ -495,7 +658,7 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="ocsp,crl")
+    parser.add_argument("--only", default="ocsp,crl,token")
     parser.add_argument("--sqlite-only", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))

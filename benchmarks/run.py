@@ -467,7 +467,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas,auth,est,scep",
+        help="comma-separated subset: issuance,list,start,ocsp,crl,scan,replicas,auth,est,scep,token",
     )
     parser.add_argument("--est-enrollments", type=int, default=500, help="EST simpleenroll CSRs")
     parser.add_argument("--est-concurrency", type=int, default=16)
@@ -486,6 +486,7 @@ def main() -> None:
         "auth",
         "est",
         "scep",
+        "token",
     }
     only = set(filter(None, args.only.split(","))) or sections
 

@@ -64,6 +64,11 @@ class Runtime:
         )
         passphrase = settings.config_encryption_key or demo_encryption_key(settings.data_dir)
         self.box = SecretBox(passphrase)
+        # CA key stores: file always, a PKCS#11 token when configured (SettingsError if broken;
+        # opened before anything that would need closing).
+        from certctl.domain.hierarchy.keystores import KeyStores
+
+        self.key_stores = KeyStores(self.box, settings.pkcs11)
         self.engine: AsyncEngine = create_engine(
             settings.effective_database_url, pool_size=settings.database_pool_size
         )
@@ -101,7 +106,9 @@ class Runtime:
         from certctl.domain.audit.verify import ChainVerifier
 
         self.audit_chain = ChainVerifier(self.engine)
-        self.connectors = ConnectorService(self.host.registry, self.sessions, self.box, self.http)
+        self.connectors = ConnectorService(
+            self.host.registry, self.sessions, self.box, self.http, self.key_stores
+        )
         self.worker = Worker(self)
         self.role = role
         self.scheduler: Scheduler | None = None
@@ -143,3 +150,4 @@ class Runtime:
         await self.connectors.aclose()
         await self.http.aclose()
         await self.engine.dispose()
+        self.key_stores.close()

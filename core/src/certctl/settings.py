@@ -18,6 +18,7 @@ import msgspec
 from certctl.domain.acme.addresses import parse_resolver
 from certctl.domain.est.settings import EstSettings, parse_est_settings
 from certctl.domain.scep.settings import ScepSettings
+from certctl.lib.pkcs11_settings import Pkcs11Settings
 
 __all__ = ["NamedApiKey", "Settings", "SettingsError", "parse_named_api_keys"]
 
@@ -407,6 +408,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """The EST server (domain/est): ``CERTCTL_EST_*``."""
     scep: ScepSettings = ScepSettings()
     """The SCEP server (domain/scep): ``CERTCTL_SCEP_*``."""
+    pkcs11: Pkcs11Settings | None = None
+    """The PKCS#11 token CA keys may live in (``CERTCTL_PKCS11_*``, lib/pkcs11_settings.py)."""
 
     def __repr__(self) -> str:
         # The bootstrap token, encryption key and API keys never reach a log line.
@@ -593,6 +596,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             "est": parse_est_settings(e),
             "scep": ScepSettings.from_env(e),
+            "pkcs11": Pkcs11Settings.from_env(e),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values.get("database_url"), str):

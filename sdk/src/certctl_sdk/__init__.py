@@ -1,7 +1,7 @@
 """certctl-sdk: the public API plugins are written against."""
 
 from certctl_sdk.auth import AuthProvider, AuthRequest, Principal
-from certctl_sdk.authority import AuthorityProvider, SigningAuthority
+from certctl_sdk.authority import AuthorityProvider, CaSigner, SigningAuthority
 from certctl_sdk.config import (
     MASK,
     ConnectorConfig,
@@ -70,6 +70,7 @@ __all__ = [
     "AuthRequest",
     "AuthenticationError",
     "AuthorityProvider",
+    "CaSigner",
     "CertificateBundle",
     "CheckResult",
     "ConfigurationError",

@@ -12,7 +12,7 @@ from certctl.db.base import Base, UTCDateTime, utcnow
 
 
 class IntermediateCa(Base):
-    """A CA certificate of the tree and its key (sealed with ``intermediate-ca:<id>``).
+    """A CA certificate of the tree and its key (sealed, or a reference to a token's key).
 
     ``parent_id`` is None for a child of the issuer's own CA (the root). At most one row per
     issuer has ``issuing`` set: the CA that signs the issuer's leaves, CRLs and OCSP responders.
@@ -44,9 +44,11 @@ class IntermediateCa(Base):
     issuing: Mapped[bool] = mapped_column(Boolean, default=False)
     algorithm: Mapped[str] = mapped_column(String(16))
     certificate_pem: Mapped[str] = mapped_column(Text)
-    key_store: Mapped[str] = mapped_column(String(16), default="box")
-    """Where the key lives: ``box`` (``private_key_enc``, sealed); a token reference later."""
-    private_key_enc: Mapped[str] = mapped_column(Text)
+    key_store: Mapped[str] = mapped_column(String(16), default="file")
+    """Where the key lives: ``file`` (``private_key_enc``, sealed) or ``pkcs11`` (``key_ref``)."""
+    private_key_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    key_ref: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    """The reference's ``key_driver_id``: the key's RFC 7512 URI; the key stays in the token."""
     serial_number: Mapped[str] = mapped_column(String(64))
     not_before: Mapped[datetime] = mapped_column(UTCDateTime)
     not_after: Mapped[datetime] = mapped_column(UTCDateTime)

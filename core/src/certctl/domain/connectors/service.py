@@ -20,6 +20,7 @@ from certctl.db.models import ConnectorInstance
 from certctl.domain.connectors.schemas import ConnectorCreate, ConnectorOut, ConnectorUpdate
 from certctl.domain.connectors.state import DatabaseStateStore, PlainSecretResolver
 from certctl.domain.hierarchy.authority import TreeAuthority
+from certctl.domain.hierarchy.keystores import KeyStores
 from certctl.errors import BadRequest, Conflict, NotFound
 from certctl.lib.encryption import SecretBox
 from certctl.plugins.registry import ConnectorRegistry, ConnectorSpec, UnknownConnectorKind
@@ -55,8 +56,10 @@ class ConnectorService:
         sessions: async_sessionmaker[AsyncSession],
         box: SecretBox,
         http: httpx.AsyncClient,
+        key_stores: KeyStores | None = None,
     ) -> None:
         self.registry = registry
+        self._key_stores = key_stores or KeyStores(box)
         self._sessions = sessions
         self._box = box
         self._http = http
@@ -210,7 +213,7 @@ class ConnectorService:
             clock=utcnow,
             secrets=self._resolver,
             state=DatabaseStateStore(row.id, self._sessions, self._box),
-            authority=TreeAuthority(row.id, self._sessions, self._box)
+            authority=TreeAuthority(row.id, self._sessions, self._key_stores)
             if row.family == "issuer"
             else None,
         )

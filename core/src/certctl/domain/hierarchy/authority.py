@@ -1,23 +1,22 @@
-"""Lending a tree CA's key to its issuer (``ConnectorContext.authority``)."""
+"""Lending a tree CA's key to its issuer (``ConnectorContext.authority``).
+
+A ``file`` key is decrypted and handed over as PEM, in memory only; a ``pkcs11`` key is lent as
+a signer (the issuer signs through it, the key stays in the token). A key that cannot be lent
+(token unavailable, object deleted) raises :class:`~certctl_sdk.TransientError`: 503 on the
+API, a retry for jobs.
+"""
 
 from __future__ import annotations
-
-import asyncio
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from certctl.db.models import IntermediateCa
+from certctl.domain.hierarchy.keystores import KeyStores, key_context
 from certctl.errors import ServiceUnavailable
-from certctl.lib.encryption import SecretBox
 from certctl_sdk import SigningAuthority
 
 __all__ = ["TreeAuthority", "ancestors", "key_context", "lend"]
-
-
-def key_context(ca_id: str) -> str:
-    """Encryption context of a tree CA's private key."""
-    return f"intermediate-ca:{ca_id}"
 
 
 async def ancestors(session: AsyncSession, row: IntermediateCa) -> list[IntermediateCa]:
@@ -33,14 +32,15 @@ async def ancestors(session: AsyncSession, row: IntermediateCa) -> list[Intermed
     return found
 
 
-async def lend(session: AsyncSession, box: SecretBox, row: IntermediateCa) -> SigningAuthority:
-    """The CA with its decrypted key and the tree chain above it."""
-    key = await asyncio.to_thread(box.decrypt, row.private_key_enc, key_context(row.id))
+async def lend(session: AsyncSession, stores: KeyStores, row: IntermediateCa) -> SigningAuthority:
+    """The CA with its key (PEM or a token signer) and the tree chain above it."""
+    key = await stores.lend(row)
     return SigningAuthority(
         ca_id=row.id,
         certificate_pem=row.certificate_pem,
         chain_pem=tuple(a.certificate_pem for a in await ancestors(session, row)),
-        private_key_pem=key.decode(),
+        private_key_pem=key if isinstance(key, str) else "",
+        signer=None if isinstance(key, str) else key,
         issuing=row.state == "active",
     )
 
@@ -53,11 +53,11 @@ class TreeAuthority:
     """
 
     def __init__(
-        self, issuer_id: str, sessions: async_sessionmaker[AsyncSession], box: SecretBox
+        self, issuer_id: str, sessions: async_sessionmaker[AsyncSession], stores: KeyStores
     ) -> None:
         self._issuer_id = issuer_id
         self._sessions = sessions
-        self._box = box
+        self._stores = stores
 
     async def current(self) -> SigningAuthority | None:
         """The issuing CA of the tree, or None when the issuer signs with its own CA."""
@@ -67,4 +67,4 @@ class TreeAuthority:
                     IntermediateCa.issuer_id == self._issuer_id, IntermediateCa.issuing
                 )
             )
-            return None if row is None else await lend(session, self._box, row)
+            return None if row is None else await lend(session, self._stores, row)

@@ -38,8 +38,9 @@ class IntermediateController(Controller):
 
         RFC 5280's rules are checked against the parent (400 on a violation): path length below
         the parent's, permitted DNS subtrees within the parent's, excluded ones covering the
-        parent's; ``notAfter`` is clipped to the parent's. The key is generated here and stored
-        encrypted; it is never returned.
+        parent's; ``notAfter`` is clipped to the parent's. ``key_store`` ``file``: the key is
+        generated here and stored encrypted; ``pkcs11``: generated inside the configured token,
+        non-extractable, and only its URI is stored (``key_driver_id``). Never returned.
         """
         issuer = await service.get_issuer_row(session, instance_id)
         row = await service.create_intermediate(runtime, session, issuer, data, actor)

@@ -59,6 +59,9 @@ class IntermediateIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     subject: SubjectIn
     parent_ca_id: str | None = None
     algorithm: Algorithm = "ECDSA-P256"
+    key_store: Literal["file", "pkcs11"] = "file"
+    """``file``: generated here, sealed in the database; ``pkcs11``: generated inside the
+    configured token, never extractable (400 when no token is configured)."""
     ttl_days: Annotated[int, Meta(ge=1, le=36500)] = 1825
     path_len_constraint: Annotated[int, Meta(ge=0, le=16)] | None = None
     """Omitted: one less than the parent's (unlimited under an unlimited parent)."""
@@ -91,6 +94,9 @@ class IntermediateOut(msgspec.Struct, frozen=True, kw_only=True):
     state: str
     issuing: bool
     algorithm: str
+    key_store: str
+    key_driver_id: str | None
+    """``pkcs11``: the key's RFC 7512 URI (a reference, not the key); ``file``: null."""
     subject: str
     serial: str
     not_before: datetime

@@ -13,14 +13,13 @@ validity), so children of the issuer's own CA and of a tree CA follow the same c
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +28,8 @@ from certctl.db.base import new_id, utcnow
 from certctl.db.models import ConnectorInstance, IntermediateCa
 from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import Actor
-from certctl.domain.hierarchy.authority import ancestors, key_context, lend
+from certctl.domain.hierarchy.authority import ancestors, lend
+from certctl.domain.hierarchy.keystores import KeyStore, NewKey
 from certctl.domain.hierarchy.schemas import (
     ALGORITHMS,
     IntermediateIn,
@@ -37,7 +37,6 @@ from certctl.domain.hierarchy.schemas import (
     NameConstraintsIn,
 )
 from certctl.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
-from certctl.lib.keys import generate_key, private_key_pem
 from certctl_sdk import (
     ConnectorError,
     Issuer,
@@ -61,6 +60,7 @@ __all__ = [
 ]
 
 BACKDATE = timedelta(minutes=1)
+_log = logging.getLogger("certctl.hierarchy")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
@@ -75,6 +75,8 @@ def render(row: IntermediateCa) -> IntermediateOut:
         state=row.state,
         issuing=row.issuing,
         algorithm=row.algorithm,
+        key_store=row.key_store,
+        key_driver_id=row.key_ref,
         subject=certificate.subject.rfc4514_string(),
         serial=row.serial_number,
         not_before=row.not_before,
@@ -233,6 +235,7 @@ async def create_intermediate(
     response shows the date it got.
     """
     issuer = _issuer(runtime, issuer_row)
+    store = runtime.key_stores.get(data.key_store)
     lent: SigningAuthority | None = None
     parent_row: IntermediateCa | None = None
     if data.parent_ca_id:
@@ -246,7 +249,7 @@ async def create_intermediate(
                 f"parent CA {parent_row.id} is {parent_row.state}: it issues nothing new"
             )
         parent = x509.load_pem_x509_certificate(parent_row.certificate_pem.encode())
-        lent = await lend(session, runtime.box, parent_row)
+        lent = await lend(session, runtime.key_stores, parent_row)
     else:
         parent = await _root_certificate(session, issuer, issuer_row.id)
     path_length = _child_path_length(parent, data.path_len_constraint)
@@ -257,25 +260,84 @@ async def create_intermediate(
     if not_after <= now:
         raise BadRequest("the parent CA has expired")
     key_type = ALGORITHMS[data.algorithm]
-    key = await asyncio.to_thread(generate_key, key_type)
-    subject = data.subject
-    request = SubordinateRequest(
-        public_key_pem=key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode(),
-        common_name=subject.common_name,
-        organization=subject.organization,
-        organizational_unit=subject.organizational_unit,
-        country=subject.country,
-        locality=subject.locality,
-        province=subject.province,
-        not_before=not_before,
-        not_after=not_after,
-        path_length=path_length,
-        permitted_dns=tuple(permitted),
-        excluded_dns=tuple(excluded),
-        ocsp_urls=(data.ocsp_responder_url,) if data.ocsp_responder_url else (),
-    )
+    row_id = new_id("ica")
+    key = await store.generate(key_type, row_id)
+    try:
+        request = SubordinateRequest(
+            public_key_pem=key.public_key_pem,
+            common_name=data.subject.common_name,
+            organization=data.subject.organization,
+            organizational_unit=data.subject.organizational_unit,
+            country=data.subject.country,
+            locality=data.subject.locality,
+            province=data.subject.province,
+            not_before=not_before,
+            not_after=not_after,
+            path_length=path_length,
+            permitted_dns=tuple(permitted),
+            excluded_dns=tuple(excluded),
+            ocsp_urls=(data.ocsp_responder_url,) if data.ocsp_responder_url else (),
+        )
+        pem, certificate = await _sign_subordinate(issuer, request, lent, parent)
+        row = IntermediateCa(
+            id=row_id,
+            issuer_id=issuer_row.id,
+            parent_id=parent_row.id if parent_row else None,
+            name=data.name,
+            state="active",
+            issuing=False,
+            algorithm=data.algorithm,
+            certificate_pem=pem,
+            key_store=store.name,
+            private_key_enc=key.sealed,
+            key_ref=key.reference,
+            serial_number=format(certificate.serial_number, "x"),
+            not_before=certificate.not_valid_before_utc,
+            not_after=certificate.not_valid_after_utc,
+            path_len_constraint=path_length,
+            permitted_dns=permitted,
+            excluded_dns=excluded,
+            ocsp_responder_url=data.ocsp_responder_url,
+            metadata_=data.metadata,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        record(
+            session,
+            actor,
+            "intermediate_ca.create",
+            resource_type="intermediate_ca",
+            resource_id=row_id,
+            details={
+                "issuer_id": issuer_row.id,
+                "parent_ca_id": row.parent_id,
+                "name": data.name,
+                "key_store": store.name,
+            },
+        )
+        await session.flush()
+    except BaseException:
+        # No CA row, no key: a token keeps nothing for a CA that does not exist.
+        await _discard(store, key, row_id)
+        raise
+    return row
+
+
+async def _discard(store: KeyStore, key: NewKey, row_id: str) -> None:
+    try:
+        await store.discard(key)
+    except ConnectorError as exc:
+        _log.error("discarding the key of unfinished CA %s failed: %s", row_id, exc.message)
+
+
+async def _sign_subordinate(
+    issuer: Issuer[Any],
+    request: SubordinateRequest,
+    lent: SigningAuthority | None,
+    parent: x509.Certificate,
+) -> tuple[str, x509.Certificate]:
+    """The issuer's CA certificate for the request, checked to be signed by ``parent``."""
     try:
         pem = await issuer.sign_subordinate(request, lent)
     except RejectedError as exc:
@@ -289,43 +351,7 @@ async def create_intermediate(
         raise ServiceUnavailable(
             "the issuer returned a CA certificate its parent did not sign"
         ) from None
-    row_id = new_id("ica")
-    sealed = await asyncio.to_thread(
-        runtime.box.encrypt, private_key_pem(key).encode(), key_context(row_id)
-    )
-    row = IntermediateCa(
-        id=row_id,
-        issuer_id=issuer_row.id,
-        parent_id=parent_row.id if parent_row else None,
-        name=data.name,
-        state="active",
-        issuing=False,
-        algorithm=data.algorithm,
-        certificate_pem=pem,
-        key_store="box",
-        private_key_enc=sealed,
-        serial_number=format(certificate.serial_number, "x"),
-        not_before=certificate.not_valid_before_utc,
-        not_after=certificate.not_valid_after_utc,
-        path_len_constraint=path_length,
-        permitted_dns=permitted,
-        excluded_dns=excluded,
-        ocsp_responder_url=data.ocsp_responder_url,
-        metadata_=data.metadata,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(row)
-    record(
-        session,
-        actor,
-        "intermediate_ca.create",
-        resource_type="intermediate_ca",
-        resource_id=row_id,
-        details={"issuer_id": issuer_row.id, "parent_ca_id": row.parent_id, "name": data.name},
-    )
-    await session.flush()
-    return row
+    return pem, certificate
 
 
 def _touch(issuer_row: ConnectorInstance) -> None:

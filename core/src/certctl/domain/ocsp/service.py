@@ -8,6 +8,11 @@ context ``ocsp-responder:<issuer_id>``). A responder within ``CERTCTL_OCSP_ROTAT
 expiry is replaced on its next use; an optimistic ``UPDATE … WHERE created_at = <old>`` lets one
 process win a concurrent rotation and the others adopt its result.
 
+An issuer whose issuing CA keeps its key in a PKCS#11 token gets no delegated responder: the
+answers are signed by the issuing CA itself (RFC 6960 §4.2.2.2, first option), through the
+token, so no responder key exists outside it. Cached answers keep the token's load to one
+signature per serial and :data:`CACHE_SECONDS`; answers to nonces are signed each time.
+
 Status per serial: **revoked** when ``certificate_revocations`` lists it for the issuer,
 **good** when a stored certificate version of a certificate of this issuer carries it, else
 **unknown** (also when the request's issuer name or key hash is not this issuer's CA).
@@ -51,13 +56,14 @@ from certctl.db.models import (
     CertificateRevocation,
     CertificateVersion,
     ConnectorInstance,
+    IntermediateCa,
     ManagedCertificate,
     OcspResponder,
 )
 from certctl.domain.ocsp.index import RevocationIndex
 from certctl.lib.keys import build_csr, private_key_pem
 from certctl.lib.ratelimit import LocalLimiter
-from certctl_sdk import Issuer, IssueRequest, PendingIssuance
+from certctl_sdk import CaSigner, ConnectorError, Issuer, IssueRequest, PendingIssuance, signing
 from certctl_sdk.issuer import IssuerCapability
 from certctl_sdk.models import ExtendedKeyUsage, SubjectAltNames
 
@@ -137,6 +143,14 @@ def issuer_key_hash(ca: x509.Certificate, algorithm: hashes.HashAlgorithm) -> by
     return digest.finalize()
 
 
+def _ca_digest(ca: x509.Certificate) -> hashes.SHA256 | hashes.SHA384:
+    """The hash a token CA signs answers with: matched to its curve (SHA-256 for RSA)."""
+    key = ca.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size > 256:
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
 def _name_hash(ca: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
     digest = hashes.Hash(algorithm)
     digest.update(ca.subject.public_bytes())
@@ -177,10 +191,12 @@ class _Responder(NamedTuple):
     stamp: tuple[Any, ...]
     """(issuer updated_at, responder created_at): the in-memory copy is used while it matches."""
     certificate: x509.Certificate
-    key: CertificateIssuerPrivateKeyTypes
+    key: CertificateIssuerPrivateKeyTypes | None
     ca: x509.Certificate
     digests: dict[str, tuple[bytes, bytes]]
     """CertID hash algorithm name → (issuerNameHash, issuerKeyHash) of the CA."""
+    signer: CaSigner | None = None
+    """The issuing CA's token key: the CA answers itself (``certificate`` is the CA's)."""
 
     def ca_hashes(self, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
         found = self.digests.get(algorithm.name)
@@ -320,12 +336,27 @@ class OcspResponderService:
         )
         if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-        der = (
-            builder.responder_id(ocsp.OCSPResponderEncoding.HASH, responder.certificate)
-            .certificates([responder.certificate])
-            .sign(responder.key, hashes.SHA256())
-            .public_bytes(serialization.Encoding.DER)
-        )
+        if responder.signer is not None:
+            try:
+                signed = await signing.sign_ocsp_response(
+                    builder,
+                    responder.signer,
+                    _ca_digest(responder.ca),
+                    responder=responder.certificate,
+                    certificates=(),
+                )
+            except ConnectorError as exc:
+                _log.error("OCSP for issuer %s: the token did not sign: %s", issuer_id, exc)
+                return unsuccessful(ocsp.OCSPResponseStatus.TRY_LATER)
+            der = signed.public_bytes(serialization.Encoding.DER)
+        else:
+            assert responder.key is not None
+            der = (
+                builder.responder_id(ocsp.OCSPResponderEncoding.HASH, responder.certificate)
+                .certificates([responder.certificate])
+                .sign(responder.key, hashes.SHA256())
+                .public_bytes(serialization.Encoding.DER)
+            )
         if nonce is not None:
             return Signed(der, None)
         if status[0] != ocsp.OCSPCertStatus.UNKNOWN:
@@ -466,7 +497,10 @@ class OcspResponderService:
         issuer_id = snapshot.issuer.id
         stamp = (snapshot.issuer.updated_at, snapshot.responder_created_at)
         loaded = self._responders.get(issuer_id)
-        if (
+        if loaded is not None and loaded.signer is not None:
+            if loaded.stamp[0] == snapshot.issuer.updated_at:
+                return loaded  # the token CA answers itself: nothing to rotate
+        elif (
             loaded is not None
             and loaded.stamp == stamp
             and not self._due(snapshot.responder_not_after)
@@ -480,6 +514,9 @@ class OcspResponderService:
         issuer = self.runtime.connectors.instance(issuer_row)
         assert isinstance(issuer, Issuer)
         ca = x509.load_pem_x509_certificate((await issuer.ca_certificates())[0].encode())
+        direct = await self._token_ca(issuer_row, ca)
+        if direct is not None:
+            return direct
         async with self.runtime.sessions() as session:
             stored = await session.get(OcspResponder, issuer_row.id)
         if stored is not None:
@@ -492,6 +529,26 @@ class OcspResponderService:
                 if responder is not None:
                     return responder
         return await self._issue(issuer, issuer_row, ca, stored)
+
+    async def _token_ca(
+        self, issuer_row: ConnectorInstance, ca: x509.Certificate
+    ) -> _Responder | None:
+        """The issuing CA as its own responder, when its key is in a PKCS#11 token."""
+        async with self.runtime.sessions() as session:
+            tree_ca = await session.scalar(
+                select(IntermediateCa).where(
+                    IntermediateCa.issuer_id == issuer_row.id, IntermediateCa.issuing
+                )
+            )
+        if tree_ca is None or tree_ca.key_store != "pkcs11":
+            return None
+        if x509.load_pem_x509_certificate(tree_ca.certificate_pem.encode()) != ca:
+            return None  # the issuer signs with another CA than the tree's choice
+        signer = await self.runtime.key_stores.lend(tree_ca)
+        assert not isinstance(signer, str)
+        responder = _Responder((issuer_row.updated_at, None), ca, None, ca, {}, signer)
+        self._responders[issuer_row.id] = responder
+        return responder
 
     async def _open(
         self, issuer_row: ConnectorInstance, stored: OcspResponder, ca: x509.Certificate

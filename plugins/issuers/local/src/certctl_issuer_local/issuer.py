@@ -45,6 +45,7 @@ from cryptography.x509.oid import (
 
 from certctl_issuer_local.config import LocalIssuerConfig, parse_ca_material
 from certctl_sdk import (
+    CaSigner,
     CheckResult,
     ConfigurationError,
     ConnectorContext,
@@ -62,6 +63,7 @@ from certctl_sdk import (
     SigningAuthority,
     SubordinateRequest,
     TransientError,
+    signing,
 )
 from certctl_sdk.pem import (
     PemError,
@@ -127,7 +129,8 @@ class _Authority:
     """A loaded, checked CA, cached on the issuer instance."""
 
     certificate: x509.Certificate
-    key: SigningKey
+    key: SigningKey | None
+    """The CA's private key, or None when it stays in a token (``signer``)."""
     chain: tuple[x509.Certificate, ...]
     pems: tuple[str, ...]
     """The issuing CA then the configured chain, as PEM: the chain of every issued certificate."""
@@ -141,6 +144,11 @@ class _Authority:
     """Keys the serials of replayable orders (see :func:`_replayable`)."""
     issuing: bool = True
     """False for a retiring tree CA: it signs CRLs and OCSP responders, no new certificates."""
+    signer: CaSigner | None = None
+    """A tree CA whose key never leaves its token: everything is signed through this."""
+    deterministic: bool = True
+    """Whether the same order signs to the same bytes (replayed orders; see :func:`_replayable`).
+    A token's ECDSA draws a fresh nonce per signature, so such a CA signs every order afresh."""
 
     @property
     def basic_constraints(self) -> x509.BasicConstraints:
@@ -193,7 +201,7 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
             return self._signing
         chosen = await self.context.authority.current() if self.context.authority else None
         own = await self._own_ca()
-        signing = own if chosen is None else _authority_from_lent(chosen, own)
+        signing = own if chosen is None else await _authority_from_lent(chosen, own)
         self._check_current(signing)
         self._signing = signing
         return signing
@@ -352,7 +360,7 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
             )
 
         now = self.context.clock()
-        derived = _replayable(request, now)
+        derived = ca.deterministic and _replayable(request, now)
         start = request.requested_at if derived and request.requested_at else now
         not_before, not_after = self._validity(ca, request, start)
         serial = (
@@ -371,7 +379,7 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
         )
         for extension, critical in _leaf_extensions(ca, request, public_key):
             builder = builder.add_extension(extension, critical=critical)
-        certificate = _sign_deterministically(builder, ca)
+        certificate = await _sign_deterministically(builder, ca)
         return IssuedCertificate(
             certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
             chain_pem=ca.pems,
@@ -443,7 +451,13 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
         if request.next_update <= request.this_update:
             raise RejectedError("next_update must be later than this_update")
         # Tens of microseconds per entry: a long list is built off the event loop too.
-        return await asyncio.to_thread(_sign_crl, ca, request)
+        if ca.signer is None:
+            return await asyncio.to_thread(_sign_crl, ca, request)
+        builder = await asyncio.to_thread(_crl_builder, ca, request)
+        crl = await signing.sign_crl(
+            builder, ca.signer, _token_hash(ca), entries=len(request.entries)
+        )
+        return crl.public_bytes(serialization.Encoding.DER)
 
     async def ca_certificates(self) -> tuple[str, ...]:
         """The issuing CA, then the configured chain above it, as PEM."""
@@ -458,7 +472,7 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
         checks only what it can see itself: the parent may sign CAs and outlives the child.
         """
         own = await self._own_ca()
-        ca = own if parent is None else _authority_from_lent(parent, own)
+        ca = own if parent is None else await _authority_from_lent(parent, own)
         self._check_current(ca)
         if ca.basic_constraints.path_length == 0:
             raise RejectedError(
@@ -503,7 +517,11 @@ class LocalIssuer(Issuer[LocalIssuerConfig]):
                 for url in request.ocsp_urls
             ]
             builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
-        certificate = builder.sign(ca.key, ca.hash)
+        if ca.signer is not None:
+            certificate = await signing.sign_certificate(builder, ca.signer, _token_hash(ca))
+        else:
+            assert ca.key is not None
+            certificate = builder.sign(ca.key, ca.hash)
         self.context.logger.info(
             "signed CA %r under %r",
             certificate.subject.rfc4514_string(),
@@ -557,6 +575,26 @@ def _hash_for(key: SigningKey) -> _Digest | None:
     return hashes.SHA256()
 
 
+def _hash_for_public(public_key: CertificatePublicKeyTypes) -> _Digest | None:
+    """:func:`_hash_for` by the public key (a token's key has no private object here)."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        size = public_key.curve.key_size
+        if size > 384:
+            return hashes.SHA512()
+        if size > 256:
+            return hashes.SHA384()
+    if isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return None
+    return hashes.SHA256()
+
+
+def _token_hash(ca: _Authority) -> _Digest:
+    """The digest of a signer-held CA: RSA and ECDSA keys always have one."""
+    if ca.hash is None:
+        raise ConfigurationError("an EdDSA key cannot be used through a token signer here")
+    return ca.hash
+
+
 def _spki(public_key: CertificatePublicKeyTypes) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -580,13 +618,24 @@ def _describe_key(public_key: CertificatePublicKeyTypes) -> str:
 
 def _authority(
     certificate: x509.Certificate,
-    key: SigningKey,
+    key: SigningKey | None,
     chain: tuple[x509.Certificate, ...],
     source: str,
+    *,
+    signer: CaSigner | None = None,
 ) -> _Authority:
-    """Pair a CA certificate with its key, refusing a key that does not belong to it."""
+    """Pair a CA certificate with its key (or token signer), refusing one not its own.
+
+    A signer's serial secret is left empty here: it needs a signature (see :func:`_lent_signer`).
+    """
     public_key_der = _spki(certificate.public_key())
-    if _spki(key.public_key()) != public_key_der:
+    public_key: CertificatePublicKeyTypes
+    if signer is not None:
+        public_key = signer.public_key()
+    else:
+        assert key is not None
+        public_key = key.public_key()
+    if _spki(public_key) != public_key_der:
         raise ConfigurationError(
             "ca_private_key does not match ca_certificate_pem"
             if source == "supplied"
@@ -596,7 +645,7 @@ def _authority(
         ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         authority_key_id = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
     except x509.ExtensionNotFound:
-        authority_key_id = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+        authority_key_id = x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key)
     pems = tuple(
         c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in (certificate, *chain)
     )
@@ -605,12 +654,14 @@ def _authority(
         key=key,
         chain=chain,
         pems=pems,
-        hash=_hash_for(key),
+        hash=_hash_for(key) if key is not None else _hash_for_public(public_key),
         authority_key_id=authority_key_id,
         public_key_der=public_key_der,
         not_after=min(c.not_valid_after_utc for c in (certificate, *chain)),
         source=source,
-        serial_secret=_serial_secret(key),
+        serial_secret=_serial_secret(key) if key is not None else b"",
+        signer=signer,
+        deterministic=signer.deterministic if signer is not None else True,
     )
 
 
@@ -631,18 +682,28 @@ def _authority_from_state(blob: bytes) -> _Authority:
     return _authority(certificate, _signing_key(key, "stored root key"), (), "self-signed")
 
 
-def _authority_from_lent(lent: SigningAuthority, own: _Authority) -> _Authority:
+async def _authority_from_lent(lent: SigningAuthority, own: _Authority) -> _Authority:
     """A tree CA the core handed over; its chain must end at this issuer's own CA."""
     try:
         certificate = load_certificate(lent.certificate_pem)
         chain = tuple(load_certificate(pem) for pem in lent.chain_pem)
-        key = load_private_key(lent.private_key_pem)
+        key = None if lent.signer is not None else load_private_key(lent.private_key_pem)
     except PemError as exc:
         raise ConfigurationError(f"tree CA {lent.ca_id}: {exc}") from None
     if not _issued_by(chain[-1] if chain else certificate, own.certificate):
         raise ConfigurationError(f"tree CA {lent.ca_id} does not chain to this issuer's CA")
     chain = (*chain, own.certificate, *own.chain)
-    authority = _authority(certificate, _signing_key(key, f"tree CA {lent.ca_id}"), chain, "tree")
+    where = f"tree CA {lent.ca_id}"
+    if lent.signer is not None:
+        authority = _authority(certificate, None, chain, "tree", signer=lent.signer)
+        if authority.deterministic:
+            signature = await lent.signer.sign(_SERIAL_LABEL, hashes.SHA256())
+            authority = dataclasses.replace(
+                authority, serial_secret=hashlib.sha256(signature).digest()
+            )
+    else:
+        assert key is not None
+        authority = _authority(certificate, _signing_key(key, where), chain, "tree")
     return dataclasses.replace(authority, issuing=lent.issuing)
 
 
@@ -714,12 +775,15 @@ def _derived_serial(ca: _Authority, request: IssueRequest, bits: int) -> int:
     return serial or 1
 
 
+_SERIAL_LABEL = b"certctl local CA: serial derivation key v1"
+
+
 def _serial_secret(key: SigningKey) -> bytes:
     """A secret only the CA key can produce: the hash of its deterministic signature of a label.
 
     Kept in memory only; it works for any key that can sign (a token-held key included).
     """
-    label = b"certctl local CA: serial derivation key v1"
+    label = _SERIAL_LABEL
     if isinstance(key, ec.EllipticCurvePrivateKey):
         signature = key.sign(label, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
     elif isinstance(key, rsa.RSAPrivateKey):
@@ -729,7 +793,12 @@ def _serial_secret(key: SigningKey) -> bytes:
     return hashlib.sha256(signature).digest()
 
 
-def _sign_deterministically(builder: x509.CertificateBuilder, ca: _Authority) -> x509.Certificate:
+async def _sign_deterministically(
+    builder: x509.CertificateBuilder, ca: _Authority
+) -> x509.Certificate:
+    if ca.signer is not None:  # deterministic only if the token's scheme is (ca.deterministic)
+        return await signing.sign_certificate(builder, ca.signer, _token_hash(ca))
+    assert ca.key is not None
     if isinstance(ca.key, ec.EllipticCurvePrivateKey):
         return builder.sign(ca.key, ca.hash, ecdsa_deterministic=True)
     return builder.sign(ca.key, ca.hash)  # PKCS#1 v1.5 and EdDSA are deterministic already
@@ -915,15 +984,19 @@ def _revoked(request: CrlRequest) -> list[x509.RevokedCertificate]:
     return revoked
 
 
-def _sign_crl(ca: _Authority, request: CrlRequest) -> bytes:
+def _crl_builder(ca: _Authority, request: CrlRequest) -> x509.CertificateRevocationListBuilder:
     # Entries go in through the constructor: add_revoked_certificate copies the list each call.
-    crl = (
+    return (
         x509.CertificateRevocationListBuilder(revoked_certificates=_revoked(request))
         .issuer_name(ca.certificate.subject)
         .last_update(request.this_update)
         .next_update(request.next_update)
         .add_extension(x509.CRLNumber(request.crl_number), critical=False)
         .add_extension(ca.authority_key_id, critical=False)
-        .sign(ca.key, ca.hash)
     )
+
+
+def _sign_crl(ca: _Authority, request: CrlRequest) -> bytes:
+    assert ca.key is not None
+    crl = _crl_builder(ca, request).sign(ca.key, ca.hash)
     return crl.public_bytes(serialization.Encoding.DER)

@@ -1,6 +1,6 @@
 """SCEP server: enrolment transactions and one-time / Intune challenges.
 
-Revision ID: 0015
+Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-02 18:30:00.000000
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0015'
+revision: str = '0014'
 down_revision: str | None = '0013'
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
