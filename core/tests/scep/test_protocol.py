@@ -199,3 +199,18 @@ async def test_legacy_profile_at_scep_and_cgi_bin(app_factory, admin_headers, ra
     assert r.status_code == 200
     assert kit.read_cert_rep(r.content, device, ra).status == "0"
     assert (await client.get("/scep/devices?operation=GetCACaps")).status_code == 404
+
+
+async def test_the_same_request_twice_at_once_starts_one_job(scep_app, kit):
+    import asyncio
+
+    app = await scep_app(background=False, wait=0)
+    device = kit.Device()
+    message = device.pkcs_req(app.ra)
+    replies = await asyncio.gather(*(app.post(message) for _ in range(4)))
+    assert [r.status_code for r in replies] == [200] * 4
+    for r in replies:
+        assert kit.read_cert_rep(r.content, device, app.ra).status == "3"
+    async with app.client.runtime.sessions() as session:
+        assert len((await session.scalars(select(ScepTransaction))).all()) == 1
+        assert len((await session.scalars(select(Job))).all()) == 1

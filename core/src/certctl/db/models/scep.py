@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from certctl.db.base import Base, UTCDateTime, utcnow
@@ -20,7 +20,10 @@ class ScepTransaction(Base):
     """One PKCSReq/RenewalReq: the job that answers it."""
 
     __tablename__ = "scep_transactions"
-    __table_args__ = (Index("ix_scep_transactions_lookup", "scep_profile", "transaction_id"),)
+    __table_args__ = (
+        # One transaction per request: a resend racing its original cannot start a second job.
+        UniqueConstraint("scep_profile", "transaction_id", "request_digest"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     scep_profile: Mapped[str] = mapped_column(String(64))

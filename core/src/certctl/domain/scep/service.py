@@ -21,6 +21,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from certctl.db.base import new_id, utcnow
@@ -260,7 +261,14 @@ class ScepService:
             if prior is not None:
                 job_id = prior.job_id
             else:
-                job_id = await self._start(session, endpoint, request, csr, request_digest)
+                try:
+                    job_id = await self._start(session, endpoint, request, csr, request_digest)
+                except IntegrityError:  # the same request, sent twice at once: one job
+                    await session.rollback()
+                    prior = await self._prior(session, endpoint, request, request_digest)
+                    if prior is None:
+                        raise
+                    job_id = prior.job_id
         outcome = await await_issuance(
             self.runtime.sessions, job_id, wait_seconds=self.settings.issuance_wait_seconds
         )
@@ -273,19 +281,24 @@ class ScepService:
         request: cms.PkiRequest,
         request_digest: str,
     ) -> ScepTransaction | None:
-        """The transaction a resent request belongs to (same transactionID and CSR)."""
-        since = utcnow() - timedelta(seconds=self.settings.transaction_ttl_seconds)
-        return await session.scalar(
-            select(ScepTransaction)
-            .where(
+        """The transaction a resent request belongs to (same transactionID and CSR).
+
+        One older than ``CERTCTL_SCEP_TRANSACTION_TTL`` is forgotten (deleted), so the same
+        request starts a new enrolment.
+        """
+        prior = await session.scalar(
+            select(ScepTransaction).where(
                 ScepTransaction.scep_profile == endpoint.settings.name,
                 ScepTransaction.transaction_id == request.transaction_id,
                 ScepTransaction.request_digest == request_digest,
-                ScepTransaction.created_at > since,
             )
-            .order_by(ScepTransaction.created_at.desc())
-            .limit(1)
         )
+        since = utcnow() - timedelta(seconds=self.settings.transaction_ttl_seconds)
+        if prior is not None and prior.created_at <= since:
+            await session.delete(prior)
+            await session.commit()
+            return None
+        return prior
 
     async def _renewed(
         self, session: AsyncSession, profile: CertificateProfile, signer: x509.Certificate

@@ -28,9 +28,9 @@ def upgrade() -> None:
     sa.Column('job_id', sa.String(length=40), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['certificate_id'], ['managed_certificates.id'], name=op.f('fk_scep_transactions_certificate_id_managed_certificates'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_scep_transactions'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_scep_transactions')),
+    sa.UniqueConstraint('scep_profile', 'transaction_id', 'request_digest', name=op.f('uq_scep_transactions_scep_profile_transaction_id_request_digest')),
     )
-    op.create_index('ix_scep_transactions_lookup', 'scep_transactions', ['scep_profile', 'transaction_id'], unique=False)
     op.create_table('scep_challenges',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('scep_profile', sa.String(length=64), nullable=False),
@@ -51,5 +51,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index('ix_scep_challenges_device', table_name='scep_challenges')
     op.drop_table('scep_challenges')
-    op.drop_index('ix_scep_transactions_lookup', table_name='scep_transactions')
     op.drop_table('scep_transactions')
