@@ -36,7 +36,7 @@ async def _statuses(e) -> dict[str, str]:
         rows = await session.execute(
             select(ManagedCertificate.serial_number, ManagedCertificate.status)
         )
-        return {serial: status for serial, status in rows.tuples()}
+        return dict(rows)
 
 
 def _foreign(tmp_path):
