@@ -16,8 +16,12 @@ BASIC = {
 }
 
 
-async def test_cacerts_is_the_issuers_chain_for_openssl(kit, est):
-    e = await est(BASIC)
+async def test_cacerts_and_csrattrs_for_openssl(kit, est):
+    e = await est(
+        {"CERTCTL_EST_PROFILE_ID": "est-devices", "CERTCTL_EST_PROFILES": "open",
+         "CERTCTL_EST_PROFILE_OPEN_PROFILE_ID": "open"},
+        profiles={"est-devices": {}, "open": {"allowed_key_algorithms": []}},
+    )  # fmt: skip
     r = await e.http.get("/.well-known/est/cacerts")
     assert r.status_code == 200, r.text
     (ca,) = kit.certs_of(r)
@@ -27,6 +31,17 @@ async def test_cacerts_is_the_issuers_chain_for_openssl(kit, est):
         input=base64.b64decode(r.content), capture_output=True, check=True,
     ).stdout  # fmt: skip
     assert b"BEGIN CERTIFICATE" in printed
+    # csrattrs: the default profile's key algorithms; a profile that asks nothing is 204.
+    r = await e.http.get("/.well-known/est/csrattrs")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/csrattrs"
+    parsed = subprocess.run(
+        ["openssl", "asn1parse", "-inform", "DER"], input=base64.b64decode(r.content),
+        capture_output=True, check=True, text=False,
+    ).stdout.decode()  # fmt: skip
+    assert "rsaEncryption" in parsed and "id-ecPublicKey" in parsed and "prime256v1" in parsed
+    r = await e.http.get("/.well-known/est/open/csrattrs")
+    assert r.status_code == 204
 
 
 async def test_basic_enrollment_issues_once_per_csr(kit, est):
@@ -108,26 +123,6 @@ async def test_policy_refusals_write_nothing(kit, est):
     ok, _ = kit.make_csr("a.devices.example.com")
     assert (await e.enroll(ok)).status_code == 200
     assert await e.rows() == (1, 1)
-
-
-async def test_csrattrs_names_the_profiles_key_algorithms(kit, est):
-    e = await est({"CERTCTL_EST_PROFILE_ID": "est-devices"})
-    r = await e.http.get("/.well-known/est/csrattrs")
-    assert r.status_code == 200
-    assert r.headers["content-type"] == "application/csrattrs"
-    parsed = subprocess.run(
-        ["openssl", "asn1parse", "-inform", "DER"], input=base64.b64decode(r.content),
-        capture_output=True, check=True, text=False,
-    ).stdout.decode()  # fmt: skip
-    assert "rsaEncryption" in parsed and "id-ecPublicKey" in parsed and "prime256v1" in parsed
-
-
-async def test_csrattrs_is_204_when_the_profile_asks_nothing(kit, est):
-    e = await est(
-        {"CERTCTL_EST_PROFILE_ID": "open"}, profiles={"open": {"allowed_key_algorithms": []}}
-    )
-    r = await e.http.get("/.well-known/est/csrattrs")
-    assert r.status_code == 204
 
 
 async def test_rate_limit_per_principal(kit, est):

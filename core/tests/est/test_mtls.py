@@ -36,7 +36,7 @@ async def _statuses(e) -> dict[str, str]:
         rows = await session.execute(
             select(ManagedCertificate.serial_number, ManagedCertificate.status)
         )
-        return dict(rows)
+        return {row[0]: row[1] for row in rows.all()}
 
 
 def _foreign(tmp_path):

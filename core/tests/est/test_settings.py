@@ -97,3 +97,33 @@ def test_a_bad_bundle_file_names_its_variable(tmp_path):
             "CERTCTL_EST_PROFILE_A_MTLS_ENABLED": "true",
             "CERTCTL_EST_PROFILE_A_MTLS_CLIENT_CA_TRUST_BUNDLE_PATH": str(bundle),
         })  # fmt: skip
+
+
+def test_lockout_table_is_bounded_and_keys_ipv6_by_prefix():
+    from certctl.domain.est.auth import BasicLockout
+
+    lockout = BasicLockout(failures=2, window=3600, max_addresses=3)
+    for host in range(2):
+        lockout.failed(f"2001:db8::{host + 1}")  # one /64
+    assert lockout.retry_after("2001:db8::99") > 0
+    assert lockout.retry_after("2001:db8:1::1") == 0
+    for index in range(5):
+        lockout.failed(f"192.0.2.{index}")
+    assert len(lockout) == 3  # the oldest addresses were forgotten
+    assert lockout.retry_after("2001:db8::1") == 0
+
+
+def test_the_listener_asks_for_client_certificates_of_mtls_profiles(tmp_path):
+    from certctl.tls import client_trust_bundles
+    from certctl_sdk.testing import TestCA
+
+    assert client_trust_bundles(Settings(demo=True)) == ()
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(TestCA.create().certificate_pem)
+    est = parse_est_settings({
+        **BASE, "CERTCTL_EST_PROFILES": "a,b",
+        "CERTCTL_EST_PROFILE_A_PROFILE_ID": "p", "CERTCTL_EST_PROFILE_A_MTLS_ENABLED": "true",
+        "CERTCTL_EST_PROFILE_A_MTLS_CLIENT_CA_TRUST_BUNDLE_PATH": str(bundle),
+        "CERTCTL_EST_PROFILE_B_PROFILE_ID": "q",
+    })  # fmt: skip
+    assert client_trust_bundles(Settings(demo=True, est=est)) == (bundle,)

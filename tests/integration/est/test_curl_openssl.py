@@ -127,7 +127,13 @@ def _field(cert: Path, what: str) -> str:
 PKCS10 = ["-H", "Content-Type: application/pkcs10", "-H", "Content-Transfer-Encoding: base64"]
 
 
-def test_enroll_reenroll_and_serverkeygen_with_curl(est_server: EstServer) -> None:
+def test_est_with_curl_and_openssl(est_server: EstServer) -> None:
+    """One server per database (each start costs seconds): every flow runs against it."""
+    _enroll_reenroll_and_serverkeygen(est_server)
+    _channel_binding_on_the_connection_it_binds(est_server)
+
+
+def _enroll_reenroll_and_serverkeygen(est_server: EstServer) -> None:
     e, work = est_server, est_server.work
     cacerts = _pkcs7_to_pem(work, e.curl("/.well-known/est/dev/cacerts"), "cacerts")
     assert _field(cacerts, "fingerprint") == _field(e.issuer_ca, "fingerprint")
@@ -218,7 +224,7 @@ def _bound_enrollment(e: EstServer, cert: Path, key: Path, work: Path) -> tuple[
     return head[9:12].decode(), rest[: int(length.group(1))]
 
 
-def test_channel_binding_on_the_connection_it_binds(est_server: EstServer) -> None:
+def _channel_binding_on_the_connection_it_binds(est_server: EstServer) -> None:
     """RFC 9266 end to end: the CSR is made on, and sent over, the connection it binds."""
     e, work = est_server, est_server.work
     csr = _csr(work, "cb", "cb.example.com")

@@ -40,6 +40,7 @@ from certctl.domain.est.settings import (
 )
 from certctl.domain.est.wire import EstError
 from certctl.lib.peer_tls import PeerTLS
+from certctl.lib.ratelimit_http import address_key
 
 __all__ = [
     "REALM",
@@ -159,7 +160,8 @@ class BasicLockout:
         return times
 
     def retry_after(self, address: str) -> int:
-        """Seconds until ``address`` may try again; 0 when it is not locked out."""
+        """Seconds until ``address`` (an IPv6 one by its /64) may try again; 0 when it may."""
+        address = address_key(address)
         now = time.monotonic()
         times = self._recent(address, now)
         if len(times) < self.failures:
@@ -168,6 +170,7 @@ class BasicLockout:
 
     def failed(self, address: str) -> None:
         """Count one failure of ``address``."""
+        address = address_key(address)
         now = time.monotonic()
         times = self._recent(address, now)
         times.append(now)
