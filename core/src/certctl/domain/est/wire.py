@@ -17,11 +17,14 @@ import base64
 import binascii
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
+from pyasn1.codec.der import encoder as der_encoder
+from pyasn1.type import univ
+from pyasn1_modules import rfc7030
 
 __all__ = [
     "CERTS_ONLY",
@@ -33,8 +36,6 @@ __all__ = [
     "certs_only",
     "csr_attributes",
     "decode_csr",
-    "der_oid",
-    "der_sequence",
     "multipart",
 ]
 
@@ -121,50 +122,26 @@ def certs_only(certificates: Sequence[x509.Certificate]) -> bytes:
     return _base64_lines(der)
 
 
-def _length(size: int) -> bytes:
-    if size < 0x80:
-        return bytes([size])
-    raw = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
-
-
-def _tlv(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _length(len(content)) + content
-
-
-def der_oid(oid: x509.ObjectIdentifier) -> bytes:
-    """The DER OBJECT IDENTIFIER of ``oid``."""
-    arcs = [int(a) for a in oid.dotted_string.split(".")]
-    body = bytearray()
-    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body += bytes(reversed(chunk))
-    return _tlv(0x06, bytes(body))
-
-
-def der_sequence(items: Iterable[bytes], *, tag: int = 0x30) -> bytes:
-    """A DER SEQUENCE (or, with ``tag=0x31``, a SET) of already-encoded items."""
-    parts = list(items)
-    if tag == 0x31:
-        parts.sort()  # DER orders SET OF by encoding
-    return _tlv(tag, b"".join(parts))
-
-
 def csr_attributes(
     oids: Sequence[x509.ObjectIdentifier],
     attributes: Sequence[tuple[x509.ObjectIdentifier, Sequence[x509.ObjectIdentifier]]],
 ) -> bytes:
     """CsrAttrs (RFC 7030 §4.5.2), base64: bare OIDs, and Attributes whose values are OIDs."""
-    items = [der_oid(o) for o in oids]
-    items += [
-        der_sequence([der_oid(kind), der_sequence((der_oid(v) for v in values), tag=0x31)])
-        for kind, values in attributes
-    ]
-    return _base64_lines(der_sequence(items))
+    csr_attrs = rfc7030.CsrAttrs()
+    for oid in oids:
+        bare = rfc7030.AttrOrOID()
+        bare["oid"] = univ.ObjectIdentifier(oid.dotted_string)
+        csr_attrs.append(bare)
+    for kind, values in attributes:
+        item = rfc7030.AttrOrOID()
+        attribute = item["attribute"]
+        attribute["attrType"] = univ.ObjectIdentifier(kind.dotted_string)
+        for value in values:
+            attribute["attrValues"].append(
+                der_encoder.encode(univ.ObjectIdentifier(value.dotted_string))
+            )
+        csr_attrs.append(item)
+    return _base64_lines(der_encoder.encode(csr_attrs))
 
 
 def multipart(parts: Sequence[tuple[str, bytes]]) -> tuple[str, bytes]:
