@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import sqlalchemy as sa
 
 from certctl.db.models import Job
 from certctl.domain.certificates.waiting import await_issuance
+from certctl.domain.jobs import completion
 
 
 async def _certificate(client, headers, *, approval: bool = False) -> str:
@@ -61,3 +64,21 @@ async def test_awaiting_approval_returns_at_once(client, admin_headers) -> None:
     job_id = await _certificate(client, admin_headers, approval=True)
     outcome = await await_issuance(client.runtime.sessions, job_id, wait_seconds=30)
     assert outcome.state == "awaiting_approval"
+
+
+async def test_a_waiter_is_answered_while_the_worker_runs(client, admin_headers) -> None:
+    job_id = await _certificate(client, admin_headers)
+    waiting = asyncio.create_task(await_issuance(client.runtime.sessions, job_id, wait_seconds=30))
+    await asyncio.sleep(0)
+    await client.runtime.worker.drain()
+    outcome = await asyncio.wait_for(waiting, 30)
+    assert outcome.state == "issued"
+    assert not completion._waiters  # the watch is gone with the waiter
+
+
+async def test_the_worker_rings_only_for_its_jobs() -> None:
+    with completion.watch("job-a") as a, completion.watch("job-b") as b:
+        completion.notify(["job-a", "job-unwatched"])
+        assert a.is_set()
+        assert not b.is_set()
+    assert "job-a" not in completion._waiters and "job-b" not in completion._waiters

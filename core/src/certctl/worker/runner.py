@@ -16,6 +16,7 @@ from certctl.domain.audit.service import record
 from certctl.domain.auth.actor import SYSTEM
 from certctl.domain.certificates.lifecycle import JobLost, execute_deployment, execute_issuances
 from certctl.domain.events import publish
+from certctl.domain.jobs import completion
 from certctl.domain.jobs import service as jobs
 from certctl_sdk import ConnectorError, EventType, LifecycleEvent
 
@@ -82,6 +83,7 @@ class Worker:
                 await self._handle_error(job, outcome)
             elif outcome is not None:
                 events.append(outcome)
+        completion.notify(job.id for job in batch)
         await publish(self.runtime, *events)
 
     async def _run(self, job: Job) -> None:

@@ -10,6 +10,7 @@ it has. Polling the job row keeps this correct when another replica's worker run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from certctl.db.models import CertificateVersion, Job
+from certctl.domain.jobs import completion
 
 __all__ = ["IssuanceOutcome", "await_issuance", "issuance_outcome"]
 
@@ -67,11 +69,16 @@ async def await_issuance(
     """
     deadline = time.monotonic() + wait_seconds
     delay = _FIRST_POLL
-    while True:
-        async with sessions() as session:
-            outcome = await issuance_outcome(session, job_id)
-        remaining = deadline - time.monotonic()
-        if outcome.state != "pending" or remaining <= 0:
-            return outcome
-        await asyncio.sleep(min(delay, remaining))
-        delay = min(delay * 2, _MAX_POLL)
+    with completion.watch(job_id) as settled:
+        while True:
+            async with sessions() as session:
+                outcome = await issuance_outcome(session, job_id)
+            remaining = deadline - time.monotonic()
+            if outcome.state != "pending" or remaining <= 0:
+                return outcome
+            # This process's worker rings when it settles the job; another replica's doesn't,
+            # so the poll interval still bounds the wait.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(settled.wait(), min(delay, remaining))
+            settled.clear()
+            delay = min(delay * 2, _MAX_POLL)
