@@ -37,6 +37,7 @@ __all__ = [
     "Rejected",
     "ScepFailure",
     "ScepMalformed",
+    "SignedDataRaw",
     "open_envelope",
     "parse_request",
 ]
@@ -136,7 +137,7 @@ class _RawCertificates(univ.SetOf):  # type: ignore[misc]
     componentType = univ.Any()  # noqa: N815 - the name pyasn1 reads
 
 
-class _SignedData(univ.Sequence):  # type: ignore[misc]
+class SignedDataRaw(univ.Sequence):  # type: ignore[misc]
     """RFC 5652 SignedData with the certificates left raw (see :class:`_RawCertificates`)."""
 
     componentType = namedtype.NamedTypes(  # noqa: N815 - the name pyasn1 reads
@@ -293,7 +294,7 @@ def parse_request(der: bytes) -> PkiRequest:
     info = _decode(der, rfc5652.ContentInfo(), "the PKIMessage")
     if info["contentType"] != rfc5652.id_signedData:
         raise ScepMalformed("the PKIMessage is not a CMS SignedData")
-    signed = _decode(bytes(info["content"]), _SignedData(), "the SignedData")
+    signed = _decode(bytes(info["content"]), SignedDataRaw(), "the SignedData")
     if len(signed["signerInfos"]) != 1:
         raise ScepMalformed("the SignedData must have exactly one signer")
     signer_info = signed["signerInfos"][0]
