@@ -9,6 +9,7 @@ decoded and re-encoded. RSA, AES and 3DES are ``cryptography``'s.
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -63,10 +64,20 @@ def _algorithm(oid: str, parameters: bytes | None = None) -> rfc5280.AlgorithmId
     return algorithm
 
 
+@functools.lru_cache(maxsize=256)
+def _name(der: bytes) -> rfc5280.Name:
+    """An issuer Name as a pyasn1 value, decoded from cryptography's DER of it.
+
+    Cached: replies go to a handful of issuers (the RA's, the devices' CAs), decoding costs
+    more than the RSA signature, and the value is only ever read (encoded) after this.
+    """
+    name, _rest = der_decoder.decode(der, asn1Spec=rfc5280.Name())
+    return name
+
+
 def _issuer_and_serial(certificate: x509.Certificate) -> rfc5652.IssuerAndSerialNumber:
-    issuer, _rest = der_decoder.decode(certificate.issuer.public_bytes(), asn1Spec=rfc5280.Name())
     ias = rfc5652.IssuerAndSerialNumber()
-    ias["issuer"] = issuer
+    ias["issuer"] = _name(certificate.issuer.public_bytes())
     ias["serialNumber"] = certificate.serial_number
     return ias
 
