@@ -1,10 +1,10 @@
 """SCEP PKIMessages (RFC 8894 §3): reading a request's CMS SignedData and its EnvelopedData.
 
-Structure is parsed and built with pyasn1 (``pyasn1-modules``' RFC 5652 types): its BER decoder
-reads what real clients send, e.g. micromdm's constructed OCTET STRINGs in
-EncryptedContentInfo, which asn1crypto refuses (it accepts constructed strings only with
-indefinite lengths). Every cryptographic operation (RSA, AES, 3DES, digests) is
-``cryptography``'s. Replies are built in :mod:`.certrep`.
+Structure is parsed with pyasn1 (``pyasn1-modules``' RFC 5652 types): its BER decoder reads
+what real clients send, e.g. micromdm's constructed OCTET STRINGs in EncryptedContentInfo,
+which asn1crypto refuses (it accepts constructed strings only with indefinite lengths). Every
+cryptographic operation (RSA, AES, 3DES, digests) is ``cryptography``'s. Replies are built, with
+the same types, in :mod:`.certrep`.
 
 A request is read in two steps so that a reply can be sent whenever possible:
 :func:`parse_request` checks the signature and reads the SCEP attributes (after it, a failure
@@ -138,7 +138,8 @@ class _RawCertificates(univ.SetOf):  # type: ignore[misc]
 
 
 class SignedDataRaw(univ.Sequence):  # type: ignore[misc]
-    """RFC 5652 SignedData with the certificates left raw (see :class:`_RawCertificates`)."""
+    """RFC 5652 SignedData with the certificates left raw (see :class:`_RawCertificates`):
+    read here, and built by :mod:`.certrep`, which embeds the RA certificate's own DER."""
 
     componentType = namedtype.NamedTypes(  # noqa: N815 - the name pyasn1 reads
         namedtype.NamedType("version", rfc5652.CMSVersion()),
