@@ -1,13 +1,18 @@
 """SCEP replies: the CertRep (RFC 8894 §3.3.2) and certs-only SignedData (§3.4), as DER.
 
-Assembled directly from tag-length-values: each certificate is embedded as its own bytes
-(never decoded and re-encoded), and pyasn1's encoder, the slow part of a reply, is left out.
+The certs-only SignedData is ``cryptography``'s (``pkcs7.serialize_certificates``); it cannot
+build a SignedData with SCEP's signed attributes or an EnvelopedData around arbitrary content,
+so those are pyasn1 objects of ``pyasn1-modules``' RFC 5652 types, DER-encoded by pyasn1.
+Certificates are embedded as their own bytes (an ``Any`` in :class:`cms.SignedDataRaw`), never
+decoded and re-encoded. RSA, AES and 3DES are ``cryptography``'s.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -15,9 +20,11 @@ from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.codec.der import encoder as der_encoder
-from pyasn1.type import univ
+from pyasn1.type import char, univ, useful
+from pyasn1_modules import rfc5280, rfc5652
 
 from certctl.domain.scep.cms import (
     AES_256_CBC,
@@ -31,67 +38,55 @@ from certctl.domain.scep.cms import (
     OID_RECIPIENT_NONCE,
     OID_RSA,
     OID_SENDER_NONCE,
+    OID_SIGNING_TIME,
     OID_TRANSACTION_ID,
     FailInfo,
     MessageType,
     PkiStatus,
     ScepFailure,
+    SignedDataRaw,
 )
 
 __all__ = ["build_cert_rep", "degenerate_certificates"]
 
-
-def _tlv(kind: int, content: bytes) -> bytes:
-    """One DER tag-length-value (single-byte tags suffice here)."""
-    size = len(content)
-    if size < 0x80:
-        return bytes([kind, size]) + content
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([kind, 0x80 | len(length)]) + length + content
+_NULL = der_encoder.encode(univ.Null(""))
 
 
-def _oid(dotted: str) -> bytes:
-    return bytes(der_encoder.encode(univ.ObjectIdentifier(dotted)))
+def _der(value: Any) -> bytes:
+    return bytes(der_encoder.encode(value))
 
 
-def _integer(value: int) -> bytes:
-    return _tlv(0x02, value.to_bytes((value.bit_length() + 8) // 8, "big", signed=True))
+def _algorithm(oid: str, parameters: bytes | None = None) -> rfc5280.AlgorithmIdentifier:
+    algorithm = rfc5280.AlgorithmIdentifier()
+    algorithm["algorithm"] = univ.ObjectIdentifier(oid)
+    if parameters is not None:
+        algorithm["parameters"] = univ.Any(parameters)
+    return algorithm
 
 
-def _algorithm_der(oid: str, parameters: bytes | None = None) -> bytes:
-    return _tlv(0x30, _oid(oid) + (parameters or b""))
+@functools.lru_cache(maxsize=256)
+def _name(der: bytes) -> rfc5280.Name:
+    """An issuer Name as a pyasn1 value, decoded from cryptography's DER of it.
+
+    Cached: replies go to a handful of issuers (the RA's, the devices' CAs), decoding costs
+    more than the RSA signature, and the value is only ever read (encoded) after this.
+    """
+    name, _rest = der_decoder.decode(der, asn1Spec=rfc5280.Name())
+    return name
 
 
-_NULL = b"\x05\x00"
-_ID_DATA = _oid("1.2.840.113549.1.7.1")
-_ID_SIGNED_DATA = _oid("1.2.840.113549.1.7.2")
-_ID_ENVELOPED_DATA = _oid("1.2.840.113549.1.7.3")
-_ATTRIBUTE_OIDS = {
-    name: _oid(dotted)
-    for name, dotted in (
-        ("contentType", "1.2.840.113549.1.9.3"),
-        ("messageDigest", "1.2.840.113549.1.9.4"),
-        ("signingTime", "1.2.840.113549.1.9.5"),
-        ("messageType", str(OID_MESSAGE_TYPE)),
-        ("pkiStatus", str(OID_PKI_STATUS)),
-        ("failInfo", str(OID_FAIL_INFO)),
-        ("senderNonce", str(OID_SENDER_NONCE)),
-        ("recipientNonce", str(OID_RECIPIENT_NONCE)),
-        ("transactionID", str(OID_TRANSACTION_ID)),
-    )
-}
+def _issuer_and_serial(certificate: x509.Certificate) -> rfc5652.IssuerAndSerialNumber:
+    ias = rfc5652.IssuerAndSerialNumber()
+    ias["issuer"] = _name(certificate.issuer.public_bytes())
+    ias["serialNumber"] = certificate.serial_number
+    return ias
 
 
-def _der(certificate: x509.Certificate) -> bytes:
-    return certificate.public_bytes(Encoding.DER)
-
-
-def _issuer_and_serial(certificate: x509.Certificate) -> bytes:
-    return _tlv(0x30, certificate.issuer.public_bytes() + _integer(certificate.serial_number))
-
-
-def _content_info(kind: bytes, content: bytes) -> bytes:
-    return _tlv(0x30, kind + _tlv(0xA0, content))
+def _content_info(kind: univ.ObjectIdentifier, content: Any) -> bytes:
+    info = rfc5652.ContentInfo()
+    info["contentType"] = kind
+    info["content"] = der_encoder.encode(content)
+    return _der(info)
 
 
 def degenerate_certificates(certificates: list[x509.Certificate]) -> bytes:
@@ -100,16 +95,7 @@ def degenerate_certificates(certificates: list[x509.Certificate]) -> bytes:
     Order is not preserved, so a CertRep carries only the issued certificate (clients take the
     first one as theirs; the chain comes from GetCACert).
     """
-    certs = b"".join(sorted(_der(c) for c in certificates))
-    signed = _tlv(
-        0x30,
-        _integer(1)
-        + _tlv(0x31, b"")  # no digest algorithms
-        + _tlv(0x30, _ID_DATA)  # encapContentInfo: data, no content
-        + _tlv(0xA0, certs)  # [0] IMPLICIT CertificateSet
-        + _tlv(0x31, b""),  # no signers
-    )
-    return _content_info(_ID_SIGNED_DATA, signed)
+    return pkcs7.serialize_certificates(certificates, Encoding.DER)
 
 
 def _envelope(plain: bytes, recipient: x509.Certificate, cipher_oid: str) -> bytes:
@@ -128,24 +114,28 @@ def _envelope(plain: bytes, recipient: x509.Certificate, cipher_oid: str) -> byt
     padder = padding.PKCS7(block).padder()
     encryptor = cipher.encryptor()
     ciphertext = encryptor.update(padder.update(plain) + padder.finalize()) + encryptor.finalize()
-    ktri = _tlv(
-        0x30,
-        _integer(0)
-        + _issuer_and_serial(recipient)
-        + _algorithm_der(OID_RSA, _NULL)
-        + _tlv(0x04, public.encrypt(key, asym_padding.PKCS1v15())),
-    )
-    encrypted = _tlv(
-        0x30,
-        _ID_DATA
-        + _algorithm_der(cipher_oid, _tlv(0x04, iv))
-        + _tlv(0x80, ciphertext),  # [0] IMPLICIT OCTET STRING, primitive
-    )
-    return _content_info(_ID_ENVELOPED_DATA, _tlv(0x30, _integer(0) + _tlv(0x31, ktri) + encrypted))
+    ktri = rfc5652.KeyTransRecipientInfo()
+    ktri["version"] = 0  # rid is an issuerAndSerialNumber
+    ktri["rid"]["issuerAndSerialNumber"] = _issuer_and_serial(recipient)
+    ktri["keyEncryptionAlgorithm"] = _algorithm(OID_RSA, _NULL)
+    ktri["encryptedKey"] = public.encrypt(key, asym_padding.PKCS1v15())
+    recipient_info = rfc5652.RecipientInfo()
+    recipient_info["ktri"] = ktri
+    envelope = rfc5652.EnvelopedData()
+    envelope["version"] = 0
+    envelope["recipientInfos"].append(recipient_info)
+    encrypted = envelope["encryptedContentInfo"]
+    encrypted["contentType"] = rfc5652.id_data
+    encrypted["contentEncryptionAlgorithm"] = _algorithm(cipher_oid, _der(univ.OctetString(iv)))
+    encrypted["encryptedContent"] = ciphertext
+    return _content_info(rfc5652.id_envelopedData, envelope)
 
 
-def _attribute(name: str, value: bytes) -> bytes:
-    return _tlv(0x30, _ATTRIBUTE_OIDS[name] + _tlv(0x31, value))
+def _attribute(oid: univ.ObjectIdentifier, value: Any) -> rfc5652.Attribute:
+    attribute = rfc5652.Attribute()
+    attribute["attrType"] = oid
+    attribute["attrValues"].append(univ.Any(_der(value)))
+    return attribute
 
 
 def build_cert_rep(
@@ -171,39 +161,40 @@ def build_cert_rep(
         content = _envelope(degenerate_certificates(issued), recipient, cipher_oid)
     hasher = hashes.Hash(digest_cls())
     hasher.update(content)
-    printable = transaction_id.encode("ascii", "replace")
+    printable = transaction_id.encode("ascii", "replace").decode("ascii")
     attributes = [
-        _attribute("contentType", _ID_DATA),
-        _attribute("signingTime", _tlv(0x17, datetime.now(UTC).strftime("%y%m%d%H%M%SZ").encode())),
-        _attribute("messageDigest", _tlv(0x04, hasher.finalize())),
-        _attribute("messageType", _tlv(0x13, MessageType.CERT_REP.encode())),
-        _attribute("pkiStatus", _tlv(0x13, status.encode())),
-        _attribute("transactionID", _tlv(0x13, printable)),
-        _attribute("recipientNonce", _tlv(0x04, recipient_nonce)),
-        _attribute("senderNonce", _tlv(0x04, os.urandom(16))),
+        _attribute(rfc5652.id_contentType, rfc5652.id_data),
+        _attribute(OID_SIGNING_TIME, useful.UTCTime.fromDateTime(datetime.now(UTC))),
+        _attribute(rfc5652.id_messageDigest, univ.OctetString(hasher.finalize())),
+        _attribute(OID_MESSAGE_TYPE, char.PrintableString(MessageType.CERT_REP)),
+        _attribute(OID_PKI_STATUS, char.PrintableString(status)),
+        _attribute(OID_TRANSACTION_ID, char.PrintableString(printable)),
+        _attribute(OID_RECIPIENT_NONCE, univ.OctetString(recipient_nonce)),
+        _attribute(OID_SENDER_NONCE, univ.OctetString(os.urandom(16))),
     ]
     if status == PkiStatus.FAILURE:
-        code = (fail_info or FailInfo.BAD_REQUEST).encode()
-        attributes.append(_attribute("failInfo", _tlv(0x13, code)))
-    attrs = b"".join(sorted(attributes))  # DER: a SET OF is sorted by encoding
-    signature = ra_key.sign(_tlv(0x31, attrs), asym_padding.PKCS1v15(), digest_cls())
-    digest_algorithm = _algorithm_der(digest_oid)
-    signer_info = _tlv(
-        0x30,
-        _integer(1)
-        + _issuer_and_serial(ra_certificate)
-        + digest_algorithm
-        + _tlv(0xA0, attrs)  # [0] IMPLICIT SignedAttributes
-        + _algorithm_der(OID_RSA, _NULL)
-        + _tlv(0x04, signature),
-    )
-    encap = _ID_DATA + (_tlv(0xA0, _tlv(0x04, content)) if content else b"")
-    signed = _tlv(
-        0x30,
-        _integer(1)
-        + _tlv(0x31, digest_algorithm)
-        + _tlv(0x30, encap)
-        + _tlv(0xA0, _der(ra_certificate))
-        + _tlv(0x31, signer_info),
-    )
-    return _content_info(_ID_SIGNED_DATA, signed)
+        code = fail_info or FailInfo.BAD_REQUEST
+        attributes.append(_attribute(OID_FAIL_INFO, char.PrintableString(code)))
+    signer_info = rfc5652.SignerInfo()
+    signer_info["version"] = 1  # sid is an issuerAndSerialNumber
+    signer_info["sid"]["issuerAndSerialNumber"] = _issuer_and_serial(ra_certificate)
+    signer_info["digestAlgorithm"] = _algorithm(digest_oid)
+    signed_attrs = signer_info["signedAttrs"]
+    signed_attrs.extend(attributes)
+    # RFC 5652 §5.4: the signature covers the attributes' DER as a SET OF (the tag 0x31, not
+    # the [0] they are emitted under). The same objects are encoded both ways: the DER
+    # encoder sorts a SET OF by encoding, so both carry the attributes in one order.
+    as_set = rfc5652.SignedAttributes()
+    as_set.extend(attributes)
+    signature = ra_key.sign(_der(as_set), asym_padding.PKCS1v15(), digest_cls())
+    signer_info["signatureAlgorithm"] = _algorithm(OID_RSA, _NULL)
+    signer_info["signature"] = signature
+    signed = SignedDataRaw()
+    signed["version"] = 1
+    signed["digestAlgorithms"].append(_algorithm(digest_oid))
+    signed["encapContentInfo"]["eContentType"] = rfc5652.id_data
+    if content:
+        signed["encapContentInfo"]["eContent"] = content
+    signed["certificates"].append(univ.Any(ra_certificate.public_bytes(Encoding.DER)))
+    signed["signerInfos"].append(signer_info)
+    return _content_info(rfc5652.id_signedData, signed)

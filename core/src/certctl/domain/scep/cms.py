@@ -1,10 +1,10 @@
 """SCEP PKIMessages (RFC 8894 §3): reading a request's CMS SignedData and its EnvelopedData.
 
-Structure is parsed and built with pyasn1 (``pyasn1-modules``' RFC 5652 types): its BER decoder
-reads what real clients send, e.g. micromdm's constructed OCTET STRINGs in
-EncryptedContentInfo, which asn1crypto refuses (it accepts constructed strings only with
-indefinite lengths). Every cryptographic operation (RSA, AES, 3DES, digests) is
-``cryptography``'s. Replies are built in :mod:`.certrep`.
+Structure is parsed with pyasn1 (``pyasn1-modules``' RFC 5652 types): its BER decoder reads
+what real clients send, e.g. micromdm's constructed OCTET STRINGs in EncryptedContentInfo,
+which asn1crypto refuses (it accepts constructed strings only with indefinite lengths). Every
+cryptographic operation (RSA, AES, 3DES, digests) is ``cryptography``'s. Replies are built, with
+the same types, in :mod:`.certrep`.
 
 A request is read in two steps so that a reply can be sent whenever possible:
 :func:`parse_request` checks the signature and reads the SCEP attributes (after it, a failure
@@ -37,6 +37,7 @@ __all__ = [
     "Rejected",
     "ScepFailure",
     "ScepMalformed",
+    "SignedDataRaw",
     "open_envelope",
     "parse_request",
 ]
@@ -136,8 +137,9 @@ class _RawCertificates(univ.SetOf):  # type: ignore[misc]
     componentType = univ.Any()  # noqa: N815 - the name pyasn1 reads
 
 
-class _SignedData(univ.Sequence):  # type: ignore[misc]
-    """RFC 5652 SignedData with the certificates left raw (see :class:`_RawCertificates`)."""
+class SignedDataRaw(univ.Sequence):  # type: ignore[misc]
+    """RFC 5652 SignedData with the certificates left raw (see :class:`_RawCertificates`):
+    read here, and built by :mod:`.certrep`, which embeds the RA certificate's own DER."""
 
     componentType = namedtype.NamedTypes(  # noqa: N815 - the name pyasn1 reads
         namedtype.NamedType("version", rfc5652.CMSVersion()),
@@ -293,7 +295,7 @@ def parse_request(der: bytes) -> PkiRequest:
     info = _decode(der, rfc5652.ContentInfo(), "the PKIMessage")
     if info["contentType"] != rfc5652.id_signedData:
         raise ScepMalformed("the PKIMessage is not a CMS SignedData")
-    signed = _decode(bytes(info["content"]), _SignedData(), "the SignedData")
+    signed = _decode(bytes(info["content"]), SignedDataRaw(), "the SignedData")
     if len(signed["signerInfos"]) != 1:
         raise ScepMalformed("the SignedData must have exactly one signer")
     signer_info = signed["signerInfos"][0]
