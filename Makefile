@@ -17,7 +17,7 @@ run: sync
 	$(UV) run certctl serve --demo
 
 # One pytest worker per core; PYTEST_ARGS="-n 0" runs in one process (e.g. for pdb).
-PYTEST_ARGS ?= -n auto
+PYTEST_ARGS ?= -n auto --durations=25
 test: sync
 	$(UV) run pytest $(PYTEST_ARGS)
 
