@@ -57,7 +57,7 @@ async def enrollments_per_second(
 ) -> float:
     """``count`` simpleenroll requests, ``concurrency`` at once; returns requests/s."""
     from certctl.app import create_app
-    from certctl.domain.est.settings import parse_est_settings
+    from certctl.domain.est.settings import EstSettings
     from certctl.settings import Settings, parse_named_api_keys
 
     env = {"CERTCTL_EST_ENABLED": "true", "CERTCTL_EST_PROFILE_ID": "est-bench"}
@@ -72,7 +72,7 @@ async def enrollments_per_second(
         config_encryption_key=ENC_KEY,
         api_keys_named=parse_named_api_keys(f"bench:{ADMIN}:admin"),
         rate_limit_enabled=False,
-        est=parse_est_settings(env),
+        est=EstSettings.from_env(env),
         worker_poll_interval=0.05,
     )
     app = create_app(settings, background=True)

@@ -16,7 +16,7 @@ from typing import Literal
 import msgspec
 
 from certctl.domain.acme.addresses import parse_resolver
-from certctl.domain.est.settings import EstSettings, parse_est_settings
+from certctl.domain.est.settings import EstSettings
 from certctl.domain.scep.settings import ScepSettings
 from certctl.lib.pkcs11_settings import Pkcs11Settings
 
@@ -594,7 +594,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "acme_failed_validations_per_hour_per_account": _int(
                 e, "CERTCTL_ACME_SERVER_FAILED_VALIDATIONS_PER_HOUR", 60, minimum=1
             ),
-            "est": parse_est_settings(e),
+            "est": EstSettings.from_env(e),
             "scep": ScepSettings.from_env(e),
             "pkcs11": Pkcs11Settings.from_env(e),
         }

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
-from certctl.domain.est.settings import parse_est_settings
+from certctl.domain.est.settings import EstSettings
 from certctl.lib.peer_tls import PeerTLS
 
 ADMIN = {"Authorization": "Bearer admin-test-key-0123456789"}
@@ -149,7 +149,7 @@ async def est(app_factory: Callable[..., Any], tmp_path: Path) -> AsyncIterator[
         ca_pem = tmp_path / "est-ca.pem"
         ca_pem.write_text(TestCA.create(common_name="placeholder").certificate_pem)
         environment = {k: v.replace("{bundle}", str(ca_pem)) for k, v in env.items()}
-        settings = parse_est_settings({"CERTCTL_EST_ENABLED": "true", **environment})
+        settings = EstSettings.from_env({"CERTCTL_EST_ENABLED": "true", **environment})
         app = await app_factory(
             background=True, rate_limit_enabled=False, est=settings, **overrides
         )

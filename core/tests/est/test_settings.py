@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from argon2 import PasswordHasher
 
-from certctl.domain.est.settings import parse_est_settings
+from certctl.domain.est.settings import EstSettings
 from certctl.settings import Settings, SettingsError
 
 BASE = {"CERTCTL_EST_ENABLED": "true"}
 
 
 def test_disabled_reads_nothing():
-    assert parse_est_settings({"CERTCTL_EST_PROFILE_ID": "x"}).enabled is False
+    assert EstSettings.from_env({"CERTCTL_EST_PROFILE_ID": "x"}).enabled is False
 
 
 def test_full_family(tmp_path):
@@ -20,7 +20,7 @@ def test_full_family(tmp_path):
 
     bundle = tmp_path / "ca.pem"
     bundle.write_text(TestCA.create().certificate_pem)
-    est = parse_est_settings({
+    est = EstSettings.from_env({
         **BASE,
         "CERTCTL_EST_PROFILE_ID": "legacy",
         "CERTCTL_EST_PROFILES": "iot-a,b",
@@ -92,7 +92,7 @@ def test_a_bad_bundle_file_names_its_variable(tmp_path):
     bundle = tmp_path / "junk.pem"
     bundle.write_text("not a certificate")
     with pytest.raises(SettingsError, match=r"A_MTLS_CLIENT_CA_TRUST_BUNDLE_PATH.*no readable"):
-        parse_est_settings({
+        EstSettings.from_env({
             **BASE, "CERTCTL_EST_PROFILES": "a", "CERTCTL_EST_PROFILE_A_PROFILE_ID": "p",
             "CERTCTL_EST_PROFILE_A_MTLS_ENABLED": "true",
             "CERTCTL_EST_PROFILE_A_MTLS_CLIENT_CA_TRUST_BUNDLE_PATH": str(bundle),
@@ -120,7 +120,7 @@ def test_the_listener_asks_for_client_certificates_of_mtls_profiles(tmp_path):
     assert client_trust_bundles(Settings(demo=True)) == ()
     bundle = tmp_path / "ca.pem"
     bundle.write_text(TestCA.create().certificate_pem)
-    est = parse_est_settings({
+    est = EstSettings.from_env({
         **BASE, "CERTCTL_EST_PROFILES": "a,b",
         "CERTCTL_EST_PROFILE_A_PROFILE_ID": "p", "CERTCTL_EST_PROFILE_A_MTLS_ENABLED": "true",
         "CERTCTL_EST_PROFILE_A_MTLS_CLIENT_CA_TRUST_BUNDLE_PATH": str(bundle),

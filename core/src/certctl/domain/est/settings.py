@@ -30,7 +30,6 @@ __all__ = [
     "EstProfileSettings",
     "EstSettings",
     "load_trust_bundle",
-    "parse_est_settings",
     "password_hasher",
 ]
 
@@ -119,6 +118,11 @@ class EstSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     def __repr__(self) -> str:
         return f"EstSettings(enabled={self.enabled}, profiles={list(self.profiles)!r})"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> EstSettings:
+        """Read the ``CERTCTL_EST_*`` family; SettingsError on anything inconsistent."""
+        return _parse(env)
 
     def profile(self, label: str) -> EstProfileSettings | None:
         """The profile served under ``label`` ("" for the legacy one), if any."""
@@ -261,8 +265,7 @@ def _profile(env: Mapping[str, str], label: str, prefix: str) -> EstProfileSetti
     )
 
 
-def parse_est_settings(env: Mapping[str, str]) -> EstSettings:
-    """Read the ``CERTCTL_EST_*`` family; SettingsError on anything inconsistent."""
+def _parse(env: Mapping[str, str]) -> EstSettings:
     if not _bool(env, "CERTCTL_EST_ENABLED"):
         return EstSettings()
     profiles: list[EstProfileSettings] = []
