@@ -18,16 +18,13 @@ import msgspec
 from certctl.domain.acme.addresses import parse_resolver
 from certctl.domain.est.settings import EstSettings
 from certctl.domain.scep.settings import ScepSettings
+from certctl.lib.env import DURATION_UNITS, SettingsError, env_bool, env_duration, env_int
 from certctl.lib.pkcs11_settings import Pkcs11Settings
 
 __all__ = ["NamedApiKey", "Settings", "SettingsError", "parse_named_api_keys"]
 
 _KEY_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MIN_ENCRYPTION_KEY_LENGTH = 32
-
-
-class SettingsError(ValueError):
-    """A setting is missing or invalid; the message names the variable."""
 
 
 class NamedApiKey(msgspec.Struct, frozen=True):
@@ -80,31 +77,6 @@ def parse_named_api_keys(raw: str) -> tuple[NamedApiKey, ...]:
     return tuple(keys)
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name}: expected true or false, got {raw!r}")
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}: expected an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name}: must be at least {minimum}")
-    return value
-
-
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -131,24 +103,6 @@ def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-_DURATION = re.compile(r"^([0-9]+)([smhd]?)$")
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(env: Mapping[str, str], name: str, default: int) -> int:
-    """Seconds from ``90``, ``90s``, ``15m``, ``720h`` or ``30d``; at least one second."""
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    match = _DURATION.match(raw.strip().lower())
-    if match is None:
-        raise SettingsError(f"{name}: expected a duration such as 30d, 720h or 3600, got {raw!r}")
-    value = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    if value < 1:
-        raise SettingsError(f"{name}: must be at least one second")
-    return value
-
-
 _SECONDS = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd]?)$")
 _LOOP_INTERVAL = re.compile(r"^CERTCTL_SCHEDULER_([A-Z0-9_]+)_INTERVAL$")
 
@@ -160,7 +114,7 @@ def _seconds(name: str, raw: str) -> float:
         raise SettingsError(
             f"{name}: expected a positive duration such as 30s, 15m or 6h, got {raw!r}"
         )
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    return float(match.group(1)) * DURATION_UNITS[match.group(2)]
 
 
 def _loop_intervals(env: Mapping[str, str]) -> dict[str, float]:
@@ -441,27 +395,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         values: dict[str, object] = {
             "server_host": e.get("CERTCTL_SERVER_HOST") or "127.0.0.1",
-            "server_port": _int(e, "CERTCTL_SERVER_PORT", 8443, minimum=1),
+            "server_port": env_int(e, "CERTCTL_SERVER_PORT", 8443, minimum=1),
             "data_dir": e.get("CERTCTL_DATA_DIR") or "./data",
             "database_url": normalise_database_url(e.get("CERTCTL_DATABASE_URL", "")),
             "tls_cert_path": e.get("CERTCTL_SERVER_TLS_CERT_PATH") or None,
             "tls_key_path": e.get("CERTCTL_SERVER_TLS_KEY_PATH") or None,
             "public_url": e.get("CERTCTL_PUBLIC_URL", ""),
-            "max_body_size": _int(e, "CERTCTL_MAX_BODY_SIZE", 1_048_576, minimum=1024),
+            "max_body_size": env_int(e, "CERTCTL_MAX_BODY_SIZE", 1_048_576, minimum=1024),
             "auth_type": auth_type,
             "api_keys_named": parse_named_api_keys(e.get("CERTCTL_API_KEYS_NAMED", "")),
             "bootstrap_token": e.get("CERTCTL_BOOTSTRAP_TOKEN", ""),
             "config_encryption_key": e.get("CERTCTL_CONFIG_ENCRYPTION_KEY", ""),
-            "demo": _bool(e, "CERTCTL_DEMO_SEED", False),
+            "demo": env_bool(e, "CERTCTL_DEMO_SEED", False),
             "load_plugins": _list(e, "CERTCTL_LOAD_PLUGINS"),
             "disable_plugins": _list(e, "CERTCTL_DISABLE_PLUGINS") or (),
-            "trace_plugins": _bool(e, "CERTCTL_TRACE_PLUGINS", False),
+            "trace_plugins": env_bool(e, "CERTCTL_TRACE_PLUGINS", False),
             "log_level": (e.get("CERTCTL_LOG_LEVEL") or "info").lower(),
-            "worker_enabled": _bool(e, "CERTCTL_WORKER_ENABLED", True),
-            "worker_concurrency": _int(e, "CERTCTL_WORKER_CONCURRENCY", 8, minimum=1),
-            "worker_batch_size": _int(e, "CERTCTL_WORKER_BATCH_SIZE", 256, minimum=1),
-            "job_max_attempts": _int(e, "CERTCTL_JOB_MAX_ATTEMPTS", 5, minimum=1),
-            "job_lease_seconds": _duration(e, "CERTCTL_JOB_LEASE_TIMEOUT", 300),
+            "worker_enabled": env_bool(e, "CERTCTL_WORKER_ENABLED", True),
+            "worker_concurrency": env_int(e, "CERTCTL_WORKER_CONCURRENCY", 8, minimum=1),
+            "worker_batch_size": env_int(e, "CERTCTL_WORKER_BATCH_SIZE", 256, minimum=1),
+            "job_max_attempts": env_int(e, "CERTCTL_JOB_MAX_ATTEMPTS", 5, minimum=1),
+            "job_lease_seconds": env_duration(e, "CERTCTL_JOB_LEASE_TIMEOUT", 300),
             "loop_intervals": _loop_intervals(e),
             "disabled_loops": _list(e, "CERTCTL_SCHEDULER_DISABLED_LOOPS") or (),
             "scheduler_jitter": _fraction(e, "CERTCTL_SCHEDULER_JITTER", 0.10),
@@ -471,127 +425,139 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "leader_lease_seconds": _seconds(
                 "CERTCTL_SCHEDULER_LEADER_LEASE", e.get("CERTCTL_SCHEDULER_LEADER_LEASE") or "15"
             ),
-            "job_retention_seconds": _duration(e, "CERTCTL_JOB_RETENTION", 30 * 86400),
-            "database_pool_size": _int(e, "CERTCTL_DATABASE_MAX_CONNS", 10, minimum=1),
-            "crl_validity_hours": _int(e, "CERTCTL_CRL_VALIDITY_HOURS", 24, minimum=1),
-            "ocsp_responder_validity_seconds": _duration(
+            "job_retention_seconds": env_duration(e, "CERTCTL_JOB_RETENTION", 30 * 86400),
+            "database_pool_size": env_int(e, "CERTCTL_DATABASE_MAX_CONNS", 10, minimum=1),
+            "crl_validity_hours": env_int(e, "CERTCTL_CRL_VALIDITY_HOURS", 24, minimum=1),
+            "ocsp_responder_validity_seconds": env_duration(
                 e, "CERTCTL_OCSP_RESPONDER_VALIDITY", 30 * 86400
             ),
-            "ocsp_rotation_grace_seconds": _duration(e, "CERTCTL_OCSP_ROTATION_GRACE", 7 * 86400),
-            "ocsp_rate_limit_per_ip_min": _int(e, "CERTCTL_OCSP_RATE_LIMIT_PER_IP_MIN", 1000),
-            "approval_bypass": _bool(e, "CERTCTL_APPROVAL_BYPASS", False),
-            "job_awaiting_approval_timeout_seconds": _duration(
+            "ocsp_rotation_grace_seconds": env_duration(
+                e, "CERTCTL_OCSP_ROTATION_GRACE", 7 * 86400
+            ),
+            "ocsp_rate_limit_per_ip_min": env_int(e, "CERTCTL_OCSP_RATE_LIMIT_PER_IP_MIN", 1000),
+            "approval_bypass": env_bool(e, "CERTCTL_APPROVAL_BYPASS", False),
+            "job_awaiting_approval_timeout_seconds": env_duration(
                 e, "CERTCTL_JOB_AWAITING_APPROVAL_TIMEOUT", 168 * 3600
             ),
-            "notification_max_attempts": _int(e, "CERTCTL_NOTIFICATION_MAX_ATTEMPTS", 5, minimum=1),
+            "notification_max_attempts": env_int(
+                e, "CERTCTL_NOTIFICATION_MAX_ATTEMPTS", 5, minimum=1
+            ),
             "notification_retry_base_seconds": _float(
                 e, "CERTCTL_NOTIFICATION_RETRY_BASE_SECONDS", 60.0
             ),
-            "notification_lease_seconds": _duration(e, "CERTCTL_NOTIFICATION_LEASE", 300),
-            "notification_batch_size": _int(e, "CERTCTL_NOTIFICATION_BATCH_SIZE", 200, minimum=1),
-            "notification_concurrency": _int(e, "CERTCTL_NOTIFICATION_CONCURRENCY", 16, minimum=1),
+            "notification_lease_seconds": env_duration(e, "CERTCTL_NOTIFICATION_LEASE", 300),
+            "notification_batch_size": env_int(
+                e, "CERTCTL_NOTIFICATION_BATCH_SIZE", 200, minimum=1
+            ),
+            "notification_concurrency": env_int(
+                e, "CERTCTL_NOTIFICATION_CONCURRENCY", 16, minimum=1
+            ),
             "expiry_alert_thresholds_days": _thresholds(e, "CERTCTL_EXPIRY_ALERT_THRESHOLDS"),
-            "renewal_jitter_percent": _int(e, "CERTCTL_RENEWAL_JITTER_PERCENT", 10),
-            "digest_enabled": _bool(e, "CERTCTL_DIGEST_ENABLED", False),
+            "renewal_jitter_percent": env_int(e, "CERTCTL_RENEWAL_JITTER_PERCENT", 10),
+            "digest_enabled": env_bool(e, "CERTCTL_DIGEST_ENABLED", False),
             "digest_notifier_ids": _list(e, "CERTCTL_DIGEST_NOTIFIER_IDS") or (),
-            "ocsp_refresh_ms": _int(e, "CERTCTL_OCSP_REFRESH_MS", 500),
-            "auth_cache_ms": _int(e, "CERTCTL_AUTH_CACHE_MS", 1000),
-            "demo_mode_residual_strict": _bool(e, "CERTCTL_DEMO_MODE_RESIDUAL_STRICT", False),
+            "ocsp_refresh_ms": env_int(e, "CERTCTL_OCSP_REFRESH_MS", 500),
+            "auth_cache_ms": env_int(e, "CERTCTL_AUTH_CACHE_MS", 1000),
+            "demo_mode_residual_strict": env_bool(e, "CERTCTL_DEMO_MODE_RESIDUAL_STRICT", False),
             # --- browser sessions (domain/sessions) ---
             "session_samesite": (e.get("CERTCTL_SESSION_SAMESITE") or "lax").strip().lower(),
-            "session_idle_timeout": _duration(e, "CERTCTL_SESSION_IDLE_TIMEOUT", 3600),
-            "session_absolute_timeout": _duration(e, "CERTCTL_SESSION_ABSOLUTE_TIMEOUT", 8 * 3600),
-            "session_signing_key_rotation": _duration(
+            "session_idle_timeout": env_duration(e, "CERTCTL_SESSION_IDLE_TIMEOUT", 3600),
+            "session_absolute_timeout": env_duration(
+                e, "CERTCTL_SESSION_ABSOLUTE_TIMEOUT", 8 * 3600
+            ),
+            "session_signing_key_rotation": env_duration(
                 e, "CERTCTL_SESSION_SIGNING_KEY_ROTATION", 7 * 86400
             ),
-            "session_signing_key_retention": _duration(
+            "session_signing_key_retention": env_duration(
                 e, "CERTCTL_SESSION_SIGNING_KEY_RETENTION", 86400
             ),
-            "session_bind_ip": _bool(e, "CERTCTL_SESSION_BIND_IP", False),
-            "session_bind_user_agent": _bool(e, "CERTCTL_SESSION_BIND_USER_AGENT", False),
+            "session_bind_ip": env_bool(e, "CERTCTL_SESSION_BIND_IP", False),
+            "session_bind_user_agent": env_bool(e, "CERTCTL_SESSION_BIND_USER_AGENT", False),
             # guard: rate limiting and break-glass (issue 4)
-            "rate_limit_enabled": _bool(e, "CERTCTL_RATE_LIMIT_ENABLED", True),
+            "rate_limit_enabled": env_bool(e, "CERTCTL_RATE_LIMIT_ENABLED", True),
             "rate_limit_rps": _rate(e, "CERTCTL_RATE_LIMIT_RPS", 50.0),
-            "rate_limit_burst": _int(e, "CERTCTL_RATE_LIMIT_BURST", 100, minimum=1),
+            "rate_limit_burst": env_int(e, "CERTCTL_RATE_LIMIT_BURST", 100, minimum=1),
             "rate_limit_per_user_rps": _rate(e, "CERTCTL_RATE_LIMIT_PER_USER_RPS", 0.0),
-            "rate_limit_per_user_burst": _int(e, "CERTCTL_RATE_LIMIT_PER_USER_BURST", 0),
-            "rate_limit_bucket_ttl_seconds": _duration(e, "CERTCTL_RATE_LIMIT_BUCKET_TTL", 3600),
-            "rate_limit_lease": _int(e, "CERTCTL_RATE_LIMIT_LEASE", 10, minimum=1),
+            "rate_limit_per_user_burst": env_int(e, "CERTCTL_RATE_LIMIT_PER_USER_BURST", 0),
+            "rate_limit_bucket_ttl_seconds": env_duration(e, "CERTCTL_RATE_LIMIT_BUCKET_TTL", 3600),
+            "rate_limit_lease": env_int(e, "CERTCTL_RATE_LIMIT_LEASE", 10, minimum=1),
             "trusted_proxies": _list(e, "CERTCTL_TRUSTED_PROXIES") or (),
-            "breakglass_enabled": _bool(e, "CERTCTL_BREAKGLASS_ENABLED", False),
-            "breakglass_lockout_threshold": _int(
+            "breakglass_enabled": env_bool(e, "CERTCTL_BREAKGLASS_ENABLED", False),
+            "breakglass_lockout_threshold": env_int(
                 e, "CERTCTL_BREAKGLASS_LOCKOUT_THRESHOLD", 5, minimum=1
             ),
-            "breakglass_lockout_duration_seconds": _duration(
+            "breakglass_lockout_duration_seconds": env_duration(
                 e, "CERTCTL_BREAKGLASS_LOCKOUT_DURATION", 30
             ),
-            "breakglass_lockout_reset_seconds": _duration(
+            "breakglass_lockout_reset_seconds": env_duration(
                 e, "CERTCTL_BREAKGLASS_LOCKOUT_RESET_INTERVAL", 3600
             ),
-            "breakglass_login_per_ip_min": _int(
+            "breakglass_login_per_ip_min": env_int(
                 e, "CERTCTL_BREAKGLASS_LOGIN_RATE_LIMIT_PER_MIN", 5, minimum=1
             ),
-            "breakglass_min_password_length": _int(
+            "breakglass_min_password_length": env_int(
                 e, "CERTCTL_BREAKGLASS_MIN_PASSWORD_LENGTH", 16, minimum=12
             ),
-            "breakglass_hash_concurrency": _int(
+            "breakglass_hash_concurrency": env_int(
                 e, "CERTCTL_BREAKGLASS_HASH_CONCURRENCY", 2, minimum=1
             ),
             # SSO (oidc)
-            "oidc_prelogin_bind_user_agent": _bool(
+            "oidc_prelogin_bind_user_agent": env_bool(
                 e, "CERTCTL_OIDC_PRELOGIN_BIND_USER_AGENT", True
             ),
-            "oidc_prelogin_bind_ip": _bool(e, "CERTCTL_OIDC_PRELOGIN_BIND_IP", True),
-            "oidc_bcl_max_age_seconds": _int(e, "CERTCTL_OIDC_BCL_MAX_AGE_SECONDS", 60, minimum=1),
+            "oidc_prelogin_bind_ip": env_bool(e, "CERTCTL_OIDC_PRELOGIN_BIND_IP", True),
+            "oidc_bcl_max_age_seconds": env_int(
+                e, "CERTCTL_OIDC_BCL_MAX_AGE_SECONDS", 60, minimum=1
+            ),
             "bootstrap_admin_groups": _list(e, "CERTCTL_BOOTSTRAP_ADMIN_GROUPS") or (),
             "bootstrap_oidc_provider_id": e.get("CERTCTL_BOOTSTRAP_OIDC_PROVIDER_ID", "").strip(),
             "oidc_provider_file": e.get("CERTCTL_OIDC_PROVIDER_FILE", "").strip(),
             # --- ACME server (domain/acme) ---
-            "acme_server_enabled": _bool(e, "CERTCTL_ACME_SERVER_ENABLED", True),
+            "acme_server_enabled": env_bool(e, "CERTCTL_ACME_SERVER_ENABLED", True),
             "acme_default_profile_id": e.get("CERTCTL_ACME_SERVER_DEFAULT_PROFILE_ID", "").strip(),
             "acme_default_auth_mode": (
                 e.get("CERTCTL_ACME_SERVER_DEFAULT_AUTH_MODE") or "challenge"
             ).strip(),
-            "acme_eab_required": _bool(e, "CERTCTL_ACME_SERVER_EAB_REQUIRED", False),
+            "acme_eab_required": env_bool(e, "CERTCTL_ACME_SERVER_EAB_REQUIRED", False),
             "acme_tos_url": e.get("CERTCTL_ACME_SERVER_TOS_URL", "").strip(),
             "acme_website": e.get("CERTCTL_ACME_SERVER_WEBSITE", "").strip(),
             "acme_caa_identities": _list(e, "CERTCTL_ACME_SERVER_CAA_IDENTITIES") or (),
-            "acme_nonce_ttl_seconds": _duration(e, "CERTCTL_ACME_SERVER_NONCE_TTL", 300),
-            "acme_order_ttl_seconds": _duration(e, "CERTCTL_ACME_SERVER_ORDER_TTL", 86400),
-            "acme_authz_ttl_seconds": _duration(e, "CERTCTL_ACME_SERVER_AUTHZ_TTL", 86400),
-            "acme_ari_enabled": _bool(e, "CERTCTL_ACME_SERVER_ARI_ENABLED", True),
-            "acme_ari_poll_interval_seconds": _duration(
+            "acme_nonce_ttl_seconds": env_duration(e, "CERTCTL_ACME_SERVER_NONCE_TTL", 300),
+            "acme_order_ttl_seconds": env_duration(e, "CERTCTL_ACME_SERVER_ORDER_TTL", 86400),
+            "acme_authz_ttl_seconds": env_duration(e, "CERTCTL_ACME_SERVER_AUTHZ_TTL", 86400),
+            "acme_ari_enabled": env_bool(e, "CERTCTL_ACME_SERVER_ARI_ENABLED", True),
+            "acme_ari_poll_interval_seconds": env_duration(
                 e, "CERTCTL_ACME_SERVER_ARI_POLL_INTERVAL", 6 * 3600
             ),
             "acme_dns_resolver": e.get("CERTCTL_ACME_SERVER_DNS01_RESOLVER", "").strip(),
-            "acme_http01_port": _int(e, "CERTCTL_ACME_SERVER_HTTP01_PORT", 80, minimum=1),
-            "acme_tlsalpn01_port": _int(e, "CERTCTL_ACME_SERVER_TLSALPN01_PORT", 443, minimum=1),
-            "acme_validation_allow_loopback": _bool(
+            "acme_http01_port": env_int(e, "CERTCTL_ACME_SERVER_HTTP01_PORT", 80, minimum=1),
+            "acme_tlsalpn01_port": env_int(e, "CERTCTL_ACME_SERVER_TLSALPN01_PORT", 443, minimum=1),
+            "acme_validation_allow_loopback": env_bool(
                 e, "CERTCTL_ACME_SERVER_VALIDATION_ALLOW_LOOPBACK", False
             ),
             "acme_validation_timeout_seconds": _float(
                 e, "CERTCTL_ACME_SERVER_VALIDATION_TIMEOUT", 10.0
             ),
-            "acme_http01_concurrency": _int(
+            "acme_http01_concurrency": env_int(
                 e, "CERTCTL_ACME_SERVER_HTTP01_CONCURRENCY", 10, minimum=1
             ),
-            "acme_dns01_concurrency": _int(
+            "acme_dns01_concurrency": env_int(
                 e, "CERTCTL_ACME_SERVER_DNS01_CONCURRENCY", 10, minimum=1
             ),
-            "acme_tlsalpn01_concurrency": _int(
+            "acme_tlsalpn01_concurrency": env_int(
                 e, "CERTCTL_ACME_SERVER_TLSALPN01_CONCURRENCY", 10, minimum=1
             ),
-            "acme_gc_interval_seconds": _duration(e, "CERTCTL_ACME_SERVER_GC_INTERVAL", 60),
-            "acme_orders_per_hour_per_account": _int(
+            "acme_gc_interval_seconds": env_duration(e, "CERTCTL_ACME_SERVER_GC_INTERVAL", 60),
+            "acme_orders_per_hour_per_account": env_int(
                 e, "CERTCTL_ACME_SERVER_ORDERS_PER_HOUR_PER_ACCOUNT", 300, minimum=1
             ),
-            "acme_orders_per_hour_per_ip": _int(
+            "acme_orders_per_hour_per_ip": env_int(
                 e, "CERTCTL_ACME_SERVER_ORDERS_PER_HOUR_PER_IP", 1000, minimum=1
             ),
-            "acme_pending_orders_per_account": _int(
+            "acme_pending_orders_per_account": env_int(
                 e, "CERTCTL_ACME_SERVER_PENDING_ORDERS_PER_ACCOUNT", 100, minimum=1
             ),
-            "acme_failed_validations_per_hour_per_account": _int(
+            "acme_failed_validations_per_hour_per_account": env_int(
                 e, "CERTCTL_ACME_SERVER_FAILED_VALIDATIONS_PER_HOUR", 60, minimum=1
             ),
             "est": EstSettings.from_env(e),

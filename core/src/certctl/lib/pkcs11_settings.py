@@ -13,6 +13,8 @@ from pathlib import Path
 
 import msgspec
 
+from certctl.lib.env import SettingsError
+
 __all__ = ["Pkcs11Settings"]
 
 
@@ -30,8 +32,6 @@ class Pkcs11Settings(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Pkcs11Settings | None:
         """None unless ``CERTCTL_PKCS11_MODULE`` is set; every missing or doubled part is named."""
-        from certctl.settings import SettingsError  # settings imports this module
-
         module = env.get("CERTCTL_PKCS11_MODULE", "").strip()
         label = env.get("CERTCTL_PKCS11_TOKEN_LABEL", "").strip()
         pin = env.get("CERTCTL_PKCS11_PIN", "")

@@ -24,6 +24,8 @@ from typing import NoReturn
 import msgspec
 from argon2 import PasswordHasher, Type
 
+from certctl.lib.env import SettingsError, env_bool, env_int
+
 __all__ = [
     "AUTH_MODES",
     "LABEL",
@@ -39,8 +41,6 @@ RESERVED_LABELS = frozenset({"est", "cacerts", "simpleenroll", "simplereenroll",
                              "serverkeygen", "fullcmc"})  # fmt: skip
 """``est`` as the reference reserves it, and the operation names, which would read as paths."""
 AUTH_MODES = frozenset({"mtls", "basic"})
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 
 # Argon2id at OWASP's second recommendation (19 MiB, 2 passes): the password guards a machine
 # enrollment, is checked on every Basic request, and must not cost 64 MiB of memory each time.
@@ -139,33 +139,7 @@ class EstSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _fail(message: str) -> NoReturn:
-    from certctl.settings import SettingsError
-
     raise SettingsError(message)
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if not raw:
-        return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    _fail(f"{name}: expected true or false, got {env[name]!r}")
-
-
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        _fail(f"{name}: expected a whole number, got {raw!r}")
-    if value < minimum:
-        _fail(f"{name}: must be at least {minimum}")
-    return value
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float, *, maximum: float) -> float:
@@ -230,7 +204,7 @@ def _profile(env: Mapping[str, str], label: str, prefix: str) -> EstProfileSetti
             f"{name(which)} is set but {name('ALLOWED_AUTH_MODES')} does not include basic; "
             "add basic or remove the credential"
         )
-    mtls_enabled = _bool(env, name("MTLS_ENABLED"))
+    mtls_enabled = env_bool(env, name("MTLS_ENABLED"))
     bundle = (env.get(name("MTLS_CLIENT_CA_TRUST_BUNDLE_PATH")) or "").strip()
     if not label and (mtls_enabled or bundle or "mtls" in modes):
         _fail(
@@ -248,7 +222,7 @@ def _profile(env: Mapping[str, str], label: str, prefix: str) -> EstProfileSetti
             _fail(f"{name('MTLS_CLIENT_CA_TRUST_BUNDLE_PATH')}: {exc}")
     elif bundle:
         _fail(f"{name('MTLS_CLIENT_CA_TRUST_BUNDLE_PATH')} is set but MTLS_ENABLED is not true")
-    binding = _bool(env, name("CHANNEL_BINDING_REQUIRED"))
+    binding = env_bool(env, name("CHANNEL_BINDING_REQUIRED"))
     if binding and not mtls_enabled:
         _fail(f"{name('CHANNEL_BINDING_REQUIRED')}: channel binding is checked on the mTLS route")
     return EstProfileSettings(
@@ -260,13 +234,13 @@ def _profile(env: Mapping[str, str], label: str, prefix: str) -> EstProfileSetti
         mtls_enabled=mtls_enabled,
         trust_bundle_path=bundle,
         channel_binding_required=binding,
-        rate_limit_per_principal_24h=_int(env, name("RATE_LIMIT_PER_PRINCIPAL_24H"), 0),
-        serverkeygen_enabled=_bool(env, name("SERVERKEYGEN_ENABLED")),
+        rate_limit_per_principal_24h=env_int(env, name("RATE_LIMIT_PER_PRINCIPAL_24H"), 0),
+        serverkeygen_enabled=env_bool(env, name("SERVERKEYGEN_ENABLED")),
     )
 
 
 def _parse(env: Mapping[str, str]) -> EstSettings:
-    if not _bool(env, "CERTCTL_EST_ENABLED"):
+    if not env_bool(env, "CERTCTL_EST_ENABLED"):
         return EstSettings()
     profiles: list[EstProfileSettings] = []
     if (env.get("CERTCTL_EST_PROFILE_ID") or "").strip():
@@ -294,6 +268,6 @@ def _parse(env: Mapping[str, str]) -> EstSettings:
         enabled=True,
         profiles=tuple(profiles),
         issuance_wait_seconds=_seconds(env, "CERTCTL_EST_ISSUANCE_WAIT", 10.0, maximum=60),
-        retry_after_seconds=_int(env, "CERTCTL_EST_RETRY_AFTER", 10, minimum=1),
-        max_request_bytes=_int(env, "CERTCTL_EST_MAX_REQUEST_BYTES", 65536, minimum=4096),
+        retry_after_seconds=env_int(env, "CERTCTL_EST_RETRY_AFTER", 10, minimum=1),
+        max_request_bytes=env_int(env, "CERTCTL_EST_MAX_REQUEST_BYTES", 65536, minimum=4096),
     )

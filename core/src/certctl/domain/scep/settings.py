@@ -22,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from certctl.lib.env import SettingsError, env_bool, env_duration, env_int
+
 __all__ = [
     "IntuneSettings",
     "RaCredentials",
@@ -32,49 +34,10 @@ __all__ = [
 
 PATH_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 RESERVED_PATH_IDS = frozenset({"pkiclient.exe", "scep"})
-_DURATION = re.compile(r"^([0-9]+)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _error(message: str) -> Exception:
-    # certctl.settings imports this module, so its error class is fetched when raising.
-    from certctl.settings import SettingsError
-
     return SettingsError(message)
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise _error(f"{name}: expected true or false, got {raw!r}")
-
-
-def _duration(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = (env.get(name) or "").strip().lower()
-    if not raw:
-        return default
-    match = _DURATION.match(raw)
-    if match is None or int(match.group(1)) == 0:
-        raise _error(f"{name}: expected a duration such as 60s, 15m or 1h, got {raw!r}")
-    return int(match.group(1)) * _UNITS[match.group(2)]
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _error(f"{name}: expected an integer, got {raw!r}") from None
-    if value < minimum:
-        raise _error(f"{name}: must be at least {minimum}")
-    return value
 
 
 class IntuneSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -144,7 +107,7 @@ class ScepSettings(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ScepSettings:
         """Parse and check ``CERTCTL_SCEP_*``; an enabled, broken profile is a SettingsError."""
-        enabled = _bool(env, "CERTCTL_SCEP_ENABLED", False)
+        enabled = env_bool(env, "CERTCTL_SCEP_ENABLED", False)
         names = [n.strip() for n in (env.get("CERTCTL_SCEP_PROFILES") or "").split(",")]
         names = [n for n in names if n]
         profiles: list[ScepProfileSettings] = []
@@ -164,11 +127,11 @@ class ScepSettings(msgspec.Struct, frozen=True, kw_only=True):
         settings = cls(
             enabled=enabled,
             profiles=tuple(profiles),
-            allow_single_des=_bool(env, "CERTCTL_SCEP_ALLOW_SINGLE_DES", False),
-            issuance_wait_seconds=_duration(env, "CERTCTL_SCEP_ISSUANCE_WAIT", 10),
-            max_message_bytes=_int(env, "CERTCTL_SCEP_MAX_MESSAGE_SIZE", 256 * 1024, 4096),
-            transaction_ttl_seconds=_duration(env, "CERTCTL_SCEP_TRANSACTION_TTL", 7 * 86400),
-            otp_max_ttl_seconds=_duration(env, "CERTCTL_SCEP_OTP_MAX_TTL", 7 * 86400),
+            allow_single_des=env_bool(env, "CERTCTL_SCEP_ALLOW_SINGLE_DES", False),
+            issuance_wait_seconds=env_duration(env, "CERTCTL_SCEP_ISSUANCE_WAIT", 10),
+            max_message_bytes=env_int(env, "CERTCTL_SCEP_MAX_MESSAGE_SIZE", 256 * 1024, 4096),
+            transaction_ttl_seconds=env_duration(env, "CERTCTL_SCEP_TRANSACTION_TTL", 7 * 86400),
+            otp_max_ttl_seconds=env_duration(env, "CERTCTL_SCEP_OTP_MAX_TTL", 7 * 86400),
         )
         if enabled:
             settings.preflight()
@@ -227,15 +190,17 @@ def _profile(env: Mapping[str, str], name: str) -> ScepProfileSettings:
         challenge_password=env.get(prefix + "CHALLENGE_PASSWORD") or "",
         ra_cert_path=get("RA_CERT_PATH", env.get("CERTCTL_SCEP_RA_CERT_PATH", "")),
         ra_key_path=get("RA_KEY_PATH", env.get("CERTCTL_SCEP_RA_KEY_PATH", "")),
-        mtls_enabled=_bool(env, prefix + "MTLS_ENABLED", False),
+        mtls_enabled=env_bool(env, prefix + "MTLS_ENABLED", False),
         mtls_trust_bundle_path=get("MTLS_CLIENT_CA_TRUST_BUNDLE_PATH"),
         intune=IntuneSettings(
-            enabled=_bool(env, prefix + "INTUNE_ENABLED", False),
+            enabled=env_bool(env, prefix + "INTUNE_ENABLED", False),
             connector_cert_path=get("INTUNE_CONNECTOR_CERT_PATH"),
             audience=get("INTUNE_AUDIENCE"),
-            challenge_validity_seconds=_duration(env, prefix + "INTUNE_CHALLENGE_VALIDITY", 3600),
-            clock_skew_seconds=_duration(env, prefix + "INTUNE_CLOCK_SKEW_TOLERANCE", 60),
-            per_device_limit_24h=_int(env, prefix + "INTUNE_PER_DEVICE_RATE_LIMIT_24H", 3, 1),
+            challenge_validity_seconds=env_duration(
+                env, prefix + "INTUNE_CHALLENGE_VALIDITY", 3600
+            ),
+            clock_skew_seconds=env_duration(env, prefix + "INTUNE_CLOCK_SKEW_TOLERANCE", 60),
+            per_device_limit_24h=env_int(env, prefix + "INTUNE_PER_DEVICE_RATE_LIMIT_24H", 3, 1),
         ),
     )
 
