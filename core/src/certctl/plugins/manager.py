@@ -131,7 +131,8 @@ async def notify_event(
         try:
             result = impl.function(**kwargs)
             if inspect.isawaitable(result):
-                await asyncio.wait_for(result, timeout)
+                async with asyncio.timeout(timeout):
+                    await result
         except TimeoutError:
             logger.error(
                 "track_event of plugin %s did not finish within %.1f s for %s",

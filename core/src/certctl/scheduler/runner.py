@@ -153,8 +153,11 @@ class Scheduler:
         jitter = self.runtime.settings.scheduler_jitter
         delay = spec.interval * random.uniform(1 - jitter, 1 + jitter)  # noqa: S311 - spread only
         event = self._wake[spec.name]
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that
+        # arrives as the event is set, and the loop would then outlive Scheduler.stop().
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), delay)
+            async with asyncio.timeout(delay):
+                await event.wait()
         event.clear()
 
     async def _run(self, spec: LoopSpec) -> int:

@@ -79,6 +79,7 @@ async def await_issuance(
             # This process's worker rings when it settles the job; another replica's doesn't,
             # so the poll interval still bounds the wait.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(settled.wait(), min(delay, remaining))
+                async with asyncio.timeout(min(delay, remaining)):
+                    await settled.wait()
             settled.clear()
             delay = min(delay * 2, _MAX_POLL)
