@@ -95,7 +95,9 @@ def decode_csr(body: bytes, content_type: str) -> tuple[x509.CertificateSigningR
         except (binascii.Error, ValueError):
             raise EstError(400, "the body is not valid base64") from None
     elif data[:1] == b"\x30":
-        der = data  # a binary DER body (Content-Transfer-Encoding: binary); tolerated
+        # A binary DER body (Content-Transfer-Encoding: binary), tolerated. Its last bytes are
+        # data even when they look like whitespace, so only the leading side is trimmed.
+        der = body.lstrip()
     else:
         raise EstError(400, "the body is neither base64 nor DER")
     try:
